@@ -1,0 +1,110 @@
+/* gemm-avx2.c: AVX2+FMA micro-kernels, f32 and f64.
+ *
+ * Computes: C (m x n) (+)= A (m x k) B (k x n), bias and activation fused in the store
+ *           (see oxo_tile in onexone.h).
+ * Tile:     broadcast kernel 6 rows x 2 ymm (6x16 f32, 6x8 f64): 12 accumulators, 2 B vectors
+ *           and 1 broadcast, 15 of the 16 ymm registers. dot kernel up to 4 x 4... bounded by
+ *           16 registers the compiler spills a little there; it only runs on narrow edges.
+ * ISA:      AVX2 + FMA3, compiled with -mavx2 -mfma only in this file.
+ * Edges:    vmaskmov loads/stores (fault-suppressing) on the last vector; m < 6 by the instance
+ *           compiled for that m. Nothing outside the tile is read or written.
+ */
+#include <immintrin.h>
+#include "../kernel_common.h"
+
+#define OXO_MR 6
+#define OXO_NV 2
+#define OXO_IF_NV2 OXO_KEEP_
+#define OXO_IF_NV3 OXO_EMPTY_
+#define OXO_IF_NV4 OXO_EMPTY_
+#define OXO_IF_MR5 OXO_KEEP_
+#define OXO_IF_MR6 OXO_KEEP_
+#define OXO_IF_MR7 OXO_EMPTY_
+#define OXO_IF_MR8 OXO_EMPTY_
+#define OXO_UNROLL_K _Pragma("GCC unroll 2")
+
+static inline __m256i oxo_mask32_avx2(int n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+static inline __m256i oxo_mask64_avx2(int n)
+{
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
+}
+static inline float oxo_hsum_ps_avx2(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline double oxo_hsum_pd_avx2(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+/* ---- f32 ---- */
+#define OXO_T float
+#define OXO_V __m256
+#define OXO_L 8
+#define OXO_M __m256i
+#define OXO_MASK(n) oxo_mask32_avx2(n)
+#define OXO_LOAD(p) _mm256_loadu_ps(p)
+#define OXO_LOADM(m, p) _mm256_maskload_ps(p, m)
+#define OXO_STORE(p, v) _mm256_storeu_ps(p, v)
+#define OXO_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define OXO_SET1(x) _mm256_set1_ps(x)
+#define OXO_ZERO() _mm256_setzero_ps()
+#define OXO_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define OXO_ADD(a, b) _mm256_add_ps(a, b)
+#define OXO_MAX(a, b) _mm256_max_ps(a, b)
+#define OXO_MIN(a, b) _mm256_min_ps(a, b)
+#define OXO_HSUM(v) oxo_hsum_ps_avx2(v)
+#define OXO_NAME(x) oxo_f32_##x##__avx2
+#include "../gemm_vec_template.h"
+#undef OXO_T
+#undef OXO_V
+#undef OXO_L
+#undef OXO_M
+#undef OXO_MASK
+#undef OXO_LOAD
+#undef OXO_LOADM
+#undef OXO_STORE
+#undef OXO_STOREM
+#undef OXO_SET1
+#undef OXO_ZERO
+#undef OXO_FMA
+#undef OXO_ADD
+#undef OXO_MAX
+#undef OXO_MIN
+#undef OXO_HSUM
+#undef OXO_NAME
+
+/* ---- f64 ---- */
+#define OXO_T double
+#define OXO_V __m256d
+#define OXO_L 4
+#define OXO_M __m256i
+#define OXO_MASK(n) oxo_mask64_avx2(n)
+#define OXO_LOAD(p) _mm256_loadu_pd(p)
+#define OXO_LOADM(m, p) _mm256_maskload_pd(p, m)
+#define OXO_STORE(p, v) _mm256_storeu_pd(p, v)
+#define OXO_STOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define OXO_SET1(x) _mm256_set1_pd(x)
+#define OXO_ZERO() _mm256_setzero_pd()
+#define OXO_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define OXO_ADD(a, b) _mm256_add_pd(a, b)
+#define OXO_MAX(a, b) _mm256_max_pd(a, b)
+#define OXO_MIN(a, b) _mm256_min_pd(a, b)
+#define OXO_HSUM(v) oxo_hsum_pd_avx2(v)
+#define OXO_NAME(x) oxo_f64_##x##__avx2
+#include "../gemm_vec_template.h"
+
+const oxo_kernels oxo_f32_kernels_avx2 = {
+    "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4};
+const oxo_kernels oxo_f64_kernels_avx2 = {
+    "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4};

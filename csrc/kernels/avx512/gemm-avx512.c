@@ -1,0 +1,87 @@
+/* gemm-avx512.c: AVX-512F micro-kernels, f32 and f64.
+ *
+ * Computes: C (m x n) (+)= A (m x k) B (k x n), bias and activation fused in the store
+ *           (see oxo_tile in onexone.h for strides and flags).
+ * Tile:     broadcast kernel 6 rows x 3 zmm (6x48 f32, 6x24 f64): 18 accumulators,
+ *           3 B vectors and 1 broadcast in flight, 22 of the 32 zmm registers.
+ *           dot kernel up to 4 x 4 (16 accumulators).
+ * ISA:      AVX-512F (masking, 32 registers). Compiled with -mavx512f -mavx512vl -mfma only
+ *           in this file; chosen at run time by dispatch.c.
+ * Edges:    lane masks (fault-suppressing loads/stores) on the last vector; m < 6 by the
+ *           instance compiled for that m. Nothing outside the tile is read or written.
+ */
+#include <immintrin.h>
+#include "../kernel_common.h"
+
+#define OXO_MR 6
+#define OXO_NV 3
+#define OXO_IF_NV2 OXO_KEEP_
+#define OXO_IF_NV3 OXO_KEEP_
+#define OXO_IF_NV4 OXO_EMPTY_
+#define OXO_IF_MR5 OXO_KEEP_
+#define OXO_IF_MR6 OXO_KEEP_
+#define OXO_IF_MR7 OXO_EMPTY_
+#define OXO_IF_MR8 OXO_EMPTY_
+#define OXO_UNROLL_K _Pragma("GCC unroll 2")
+
+/* ---- f32 ---- */
+#define OXO_T float
+#define OXO_V __m512
+#define OXO_L 16
+#define OXO_M __mmask16
+#define OXO_MASK(n) ((__mmask16)(0xFFFFu >> (16 - (n))))
+#define OXO_LOAD(p) _mm512_loadu_ps(p)
+#define OXO_LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
+#define OXO_STORE(p, v) _mm512_storeu_ps(p, v)
+#define OXO_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define OXO_SET1(x) _mm512_set1_ps(x)
+#define OXO_ZERO() _mm512_setzero_ps()
+#define OXO_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define OXO_ADD(a, b) _mm512_add_ps(a, b)
+#define OXO_MAX(a, b) _mm512_max_ps(a, b)
+#define OXO_MIN(a, b) _mm512_min_ps(a, b)
+#define OXO_HSUM(v) _mm512_reduce_add_ps(v)
+#define OXO_NAME(x) oxo_f32_##x##__avx512
+#include "../gemm_vec_template.h"
+#undef OXO_T
+#undef OXO_V
+#undef OXO_L
+#undef OXO_M
+#undef OXO_MASK
+#undef OXO_LOAD
+#undef OXO_LOADM
+#undef OXO_STORE
+#undef OXO_STOREM
+#undef OXO_SET1
+#undef OXO_ZERO
+#undef OXO_FMA
+#undef OXO_ADD
+#undef OXO_MAX
+#undef OXO_MIN
+#undef OXO_HSUM
+#undef OXO_NAME
+
+/* ---- f64 ---- */
+#define OXO_T double
+#define OXO_V __m512d
+#define OXO_L 8
+#define OXO_M __mmask8
+#define OXO_MASK(n) ((__mmask8)(0xFFu >> (8 - (n))))
+#define OXO_LOAD(p) _mm512_loadu_pd(p)
+#define OXO_LOADM(m, p) _mm512_maskz_loadu_pd(m, p)
+#define OXO_STORE(p, v) _mm512_storeu_pd(p, v)
+#define OXO_STOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define OXO_SET1(x) _mm512_set1_pd(x)
+#define OXO_ZERO() _mm512_setzero_pd()
+#define OXO_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define OXO_ADD(a, b) _mm512_add_pd(a, b)
+#define OXO_MAX(a, b) _mm512_max_pd(a, b)
+#define OXO_MIN(a, b) _mm512_min_pd(a, b)
+#define OXO_HSUM(v) _mm512_reduce_add_pd(v)
+#define OXO_NAME(x) oxo_f64_##x##__avx512
+#include "../gemm_vec_template.h"
+
+const oxo_kernels oxo_f32_kernels_avx512 = {
+    "f32-gemm-6x48-avx512", 6, 48, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4};
+const oxo_kernels oxo_f64_kernels_avx512 = {
+    "f64-gemm-6x24-avx512", 6, 24, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4};

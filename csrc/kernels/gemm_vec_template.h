@@ -1,0 +1,202 @@
+/* gemm_vec_template.h: the register-tile micro-kernels, written once for every vector ISA
+ * and dtype. An ISA file (kernels/<isa>/gemm-<isa>.c) defines the vector vocabulary below
+ * and includes this file once per dtype:
+ *
+ *   OXO_T            element type               OXO_V      vector type
+ *   OXO_L            lanes per vector           OXO_M      lane-mask type
+ *   OXO_MR, OXO_NV   broadcast tile: OXO_MR rows x OXO_NV vectors of C
+ *   OXO_DMR, OXO_DNR dot tile: rows x columns of C
+ *   OXO_MASK(n)      mask of the first n lanes (1 <= n <= OXO_L)
+ *   OXO_LOAD(p) OXO_LOADM(m,p) OXO_STORE(p,v) OXO_STOREM(p,m,v) OXO_SET1(x) OXO_ZERO()
+ *   OXO_FMA(a,b,c) = a*b+c fused   OXO_ADD OXO_MAX OXO_MIN   OXO_HSUM(v) -> OXO_T
+ *   OXO_NAME(x)      the exported symbol for x, e.g. oxo_f32_##x##__avx512
+ *
+ * gemm ("broadcast") kernel, the workhorse: for each p, OXO_NV vectors of B's row p are
+ * loaded, each of the m rows' A[i, p] is broadcast, and m*OXO_NV FMAs update the
+ * accumulators. Tile: C is m x n with m <= OXO_MR, n <= OXO_NV*OXO_L, vectorized along n.
+ * Edge policy: the last vector of B and C is loaded and stored under a lane mask, so an
+ * edge tile touches exactly its m x n elements; m < OXO_MR runs a kernel compiled for that m.
+ *
+ * dot kernel: C[i, j] = sum_p A[i, p] Bt[j, p], vectorized along p with a masked tail,
+ * reduced across lanes once at the end.
+ *
+ * Reduction order: a sequential FMA chain along p per element (gemm) or per lane (dot); the
+ * tile shape, ISA and thread never change which chain an element gets.
+ */
+
+#ifndef OXO_UNROLL
+#define OXO_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+static inline OXO_V OXO_NAME(activate)(OXO_V r, int act)
+{
+    /* max(0, r) with 0 first: x86 max returns the second operand when either is NaN,
+     * so NaN propagates as in np.maximum. */
+    if (act == OXO_ACT_RELU) {
+        r = OXO_MAX(OXO_ZERO(), r);
+    } else if (act == OXO_ACT_RELU6) {
+        r = OXO_MIN(OXO_SET1((OXO_T)6), OXO_MAX(OXO_ZERO(), r));
+    }
+    return r;
+}
+
+static inline __attribute__((always_inline)) void
+OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
+{
+    const OXO_T *a = (const OXO_T *)t->a;
+    const OXO_T *b = (const OXO_T *)t->b;
+    OXO_T *c = (OXO_T *)t->c;
+    const ptrdiff_t rs_a = t->rs_a, cs_a = t->cs_a, rs_b = t->rs_b, rs_c = t->rs_c;
+    const size_t k = t->k;
+    const OXO_M tail = OXO_MASK((int)(t->n - (size_t)(NV - 1) * OXO_L));
+
+    OXO_V acc[OXO_MR][OXO_NV]; /* fixed sizes: constant indices after unrolling stay in registers */
+    if (t->flags & OXO_TILE_ACCUM) {
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            OXO_UNROLL for (int v = 0; v < NV - 1; v++) acc[i][v] = OXO_LOAD(c + i * rs_c + v * OXO_L);
+            acc[i][NV - 1] = OXO_LOADM(tail, c + i * rs_c + (NV - 1) * OXO_L);
+        }
+    } else {
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ZERO();
+        }
+    }
+
+    const OXO_T *ap[OXO_MR];
+    OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
+
+    OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
+        OXO_V bv[OXO_NV];
+        OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
+        bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
+        const ptrdiff_t off = (ptrdiff_t)p * cs_a;
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            const OXO_V ai = OXO_SET1(ap[i][off]);
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
+        }
+        b += rs_b;
+    }
+
+    if (t->flags & OXO_TILE_FINAL) {
+        const OXO_T *bias = (const OXO_T *)t->bias;
+        if (t->bias_mode == OXO_BIAS_ROW) {
+            OXO_UNROLL for (int i = 0; i < MR; i++) {
+                const OXO_V bi = OXO_SET1(bias[i]);
+                OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ADD(acc[i][v], bi);
+            }
+        } else if (t->bias_mode == OXO_BIAS_COL) {
+            OXO_V bj[OXO_NV];
+            OXO_UNROLL for (int v = 0; v < NV - 1; v++) bj[v] = OXO_LOAD(bias + v * OXO_L);
+            bj[NV - 1] = OXO_LOADM(tail, bias + (NV - 1) * OXO_L);
+            OXO_UNROLL for (int i = 0; i < MR; i++) {
+                OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ADD(acc[i][v], bj[v]);
+            }
+        }
+        if (t->act != OXO_ACT_NONE) {
+            OXO_UNROLL for (int i = 0; i < MR; i++) {
+                OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_NAME(activate)(acc[i][v], t->act);
+            }
+        }
+    }
+
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int v = 0; v < NV - 1; v++) OXO_STORE(c + i * rs_c + v * OXO_L, acc[i][v]);
+        OXO_STOREM(c + i * rs_c + (NV - 1) * OXO_L, tail, acc[i][NV - 1]);
+    }
+}
+
+/* One entry point per kernel set: picks the instance compiled for (m, number of vectors). */
+#define OXO_GEMM_NV_CASES(M)                                                                   \
+    switch (nv) {                                                                              \
+    case 1: OXO_NAME(gemm_tile)(t, M, 1); break;                                               \
+    OXO_IF_NV2(case 2: OXO_NAME(gemm_tile)(t, M, 2); break;)                                   \
+    OXO_IF_NV3(case 3: OXO_NAME(gemm_tile)(t, M, 3); break;)                                   \
+    OXO_IF_NV4(case 4: OXO_NAME(gemm_tile)(t, M, 4); break;)                                   \
+    default: break;                                                                            \
+    }
+
+void OXO_NAME(gemm)(const oxo_tile *t)
+{
+    if (t->m == 0 || t->n == 0) return;
+    const int nv = (int)((t->n + OXO_L - 1) / OXO_L);
+    switch (t->m) {
+    case 1: OXO_GEMM_NV_CASES(1) break;
+    case 2: OXO_GEMM_NV_CASES(2) break;
+    case 3: OXO_GEMM_NV_CASES(3) break;
+    case 4: OXO_GEMM_NV_CASES(4) break;
+    OXO_IF_MR5(case 5: OXO_GEMM_NV_CASES(5) break;)
+    OXO_IF_MR6(case 6: OXO_GEMM_NV_CASES(6) break;)
+    OXO_IF_MR7(case 7: OXO_GEMM_NV_CASES(7) break;)
+    OXO_IF_MR8(case 8: OXO_GEMM_NV_CASES(8) break;)
+    default: break;
+    }
+}
+#undef OXO_GEMM_NV_CASES
+
+/* ---- dot kernel ------------------------------------------------------------------------ */
+static inline __attribute__((always_inline)) void
+OXO_NAME(dot_tile)(const oxo_dot_tile *t, const int MR, const int NR)
+{
+    const OXO_T *a = (const OXO_T *)t->a;
+    const OXO_T *bt = (const OXO_T *)t->bt;
+    const ptrdiff_t rs_a = t->rs_a, rs_bt = t->rs_bt;
+    const size_t k = t->k;
+    OXO_V acc[4][4];
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int j = 0; j < NR; j++) acc[i][j] = OXO_ZERO();
+    }
+    size_t p = 0;
+    for (; p + OXO_L <= k; p += OXO_L) {
+        OXO_V av[4];
+        OXO_UNROLL for (int i = 0; i < MR; i++) av[i] = OXO_LOAD(a + i * rs_a + p);
+        OXO_UNROLL for (int j = 0; j < NR; j++) {
+            const OXO_V bv = OXO_LOAD(bt + j * rs_bt + p);
+            OXO_UNROLL for (int i = 0; i < MR; i++) acc[i][j] = OXO_FMA(av[i], bv, acc[i][j]);
+        }
+    }
+    if (p < k) {
+        const OXO_M tail = OXO_MASK((int)(k - p));
+        OXO_V av[4];
+        OXO_UNROLL for (int i = 0; i < MR; i++) av[i] = OXO_LOADM(tail, a + i * rs_a + p);
+        OXO_UNROLL for (int j = 0; j < NR; j++) {
+            const OXO_V bv = OXO_LOADM(tail, bt + j * rs_bt + p);
+            OXO_UNROLL for (int i = 0; i < MR; i++) acc[i][j] = OXO_FMA(av[i], bv, acc[i][j]);
+        }
+    }
+    OXO_T *c = (OXO_T *)t->c;
+    const OXO_T *bias = (const OXO_T *)t->bias;
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int j = 0; j < NR; j++) {
+            OXO_T *cij = c + i * t->rs_c + j * t->cs_c;
+            OXO_T s = OXO_HSUM(acc[i][j]);
+            if (t->flags & OXO_TILE_ACCUM) s = *cij + s;
+            if (t->flags & OXO_TILE_FINAL) {
+                if (t->bias_mode == OXO_BIAS_ROW) s += bias[i];
+                else if (t->bias_mode == OXO_BIAS_COL) s += bias[j];
+                s = oxo_activate_scalar_(s, t->act);
+            }
+            *cij = s;
+        }
+    }
+}
+
+#define OXO_DOT_NR_CASES(M)                                                                    \
+    switch (t->n) {                                                                            \
+    case 1: OXO_NAME(dot_tile)(t, M, 1); break;                                                \
+    case 2: OXO_NAME(dot_tile)(t, M, 2); break;                                                \
+    case 3: OXO_NAME(dot_tile)(t, M, 3); break;                                                \
+    case 4: OXO_NAME(dot_tile)(t, M, 4); break;                                                \
+    default: break;                                                                            \
+    }
+
+void OXO_NAME(dot)(const oxo_dot_tile *t)
+{
+    switch (t->m) {
+    case 1: OXO_DOT_NR_CASES(1) break;
+    case 2: OXO_DOT_NR_CASES(2) break;
+    case 3: OXO_DOT_NR_CASES(3) break;
+    case 4: OXO_DOT_NR_CASES(4) break;
+    default: break;
+    }
+}
+#undef OXO_DOT_NR_CASES

@@ -1,0 +1,173 @@
+/* onexone.h: the C ABI of onexone.
+ *
+ * Three layers, each calling only the one below it:
+ *   ops (conv1x1, conv2d, gradients)       csrc/conv/*.c
+ *   one blocked GEMM engine               csrc/gemm/gemm.c
+ *   register-tile micro-kernels per ISA    csrc/kernels/<isa>/*.c
+ * The Cython layer (src/onexone/_core.pyx) calls the ops only, with the GIL released.
+ *
+ * Conventions: all sizes and strides are 64-bit (ptrdiff_t / size_t) and counted in elements,
+ * never bytes. Every function returns 0 on success or a negative OXO_E* code; nothing here
+ * prints, aborts or allocates inside a loop.
+ */
+#ifndef ONEXONE_H
+#define ONEXONE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- error codes ---------------------------------------------------------------------- */
+#define OXO_OK 0
+#define OXO_ENOMEM (-1) /* scratch allocation failed */
+#define OXO_EINVAL (-2) /* an argument the Python layer should have rejected */
+
+/* ---- element types, activations, ISAs -------------------------------------------------- */
+typedef enum { OXO_F32 = 0, OXO_F64 = 1 } oxo_dtype;
+typedef enum { OXO_ACT_NONE = 0, OXO_ACT_RELU = 1, OXO_ACT_RELU6 = 2 } oxo_act;
+typedef enum { OXO_ISA_SCALAR = 0, OXO_ISA_AVX2 = 1, OXO_ISA_AVX512 = 2, OXO_ISA_COUNT = 3 } oxo_isa;
+
+/* ---- the micro-kernel ABI -------------------------------------------------------------------
+ * One call computes an m x n tile of C (m <= MR, n <= NR of the kernel set):
+ *
+ *     C[i, j] (+)= sum_{p < k} A[i, p] * B[p, j]        i < m, j < n
+ *
+ * with A[i, p] = a[i*rs_a + p*cs_a] (any strides: packed panels, row-major weights, or a
+ * transposed view), B[p, j] = b[p*rs_b + j] (rows contiguous: the input image itself or a
+ * packed block) and C[i, j] = c[i*rs_c + j]. The sum over p is one sequential fused
+ * multiply-add chain per element, starting from 0 (or from C when OXO_TILE_ACCUM is set),
+ * so an element's value depends only on K's block boundaries, never on the tile it lands in,
+ * the ISA's vector width or the thread that computes it.
+ * Edge tiles (m < MR, n < NR) neither read nor write past the m x n tile: B and C columns
+ * past n are masked.
+ * With OXO_TILE_FINAL the epilogue adds the bias (per row or per column of C) and then
+ * applies the activation before the one store. Without OXO_TILE_ACCUM C is never read. */
+enum {
+    OXO_TILE_ACCUM = 1, /* C += A B instead of C = A B */
+    OXO_TILE_FINAL = 2, /* add bias, apply activation */
+};
+enum { OXO_BIAS_NONE = 0, OXO_BIAS_ROW = 1, OXO_BIAS_COL = 2 };
+
+typedef struct oxo_tile {
+    size_t m, n, k;
+    const void *a;
+    ptrdiff_t rs_a, cs_a;
+    const void *b;
+    ptrdiff_t rs_b;
+    void *c;
+    ptrdiff_t rs_c;
+    const void *bias; /* bias + row0 (per row) or bias + col0 (per column), already offset */
+    int bias_mode;    /* OXO_BIAS_* */
+    int act;          /* oxo_act */
+    int flags;        /* OXO_TILE_* */
+} oxo_tile;
+
+typedef void (*oxo_gemm_ukernel)(const oxo_tile *t);
+
+/* The micro-kernel "dot" variant: C[i, j] (+)= sum_p A[i, p] * Bt[j, p] with both operands
+ * contiguous along p (a[i*rs_a + p], bt[j*rs_bt + p]); vectorized along p and reduced across
+ * lanes at the end. Used where the reduction runs along contiguous memory of both operands
+ * (grad_w, and columns of a narrow image tail). Same flags and epilogue as above, C element
+ * (i, j) at c[i*rs_c + j*cs_c]. */
+typedef struct oxo_dot_tile {
+    size_t m, n, k;
+    const void *a;
+    ptrdiff_t rs_a;
+    const void *bt;
+    ptrdiff_t rs_bt;
+    void *c;
+    ptrdiff_t rs_c, cs_c;
+    const void *bias;
+    int bias_mode;
+    int act;
+    int flags;
+} oxo_dot_tile;
+
+typedef void (*oxo_dot_ukernel)(const oxo_dot_tile *t);
+
+/* A kernel set: what one ISA provides for one dtype. */
+typedef struct oxo_kernels {
+    const char *name;      /* e.g. "f32-gemm-6x48-avx512" */
+    size_t mr, nr;         /* register tile of gemm: rows (broadcast) x columns (vector) */
+    size_t lanes;          /* vector width in elements */
+    oxo_gemm_ukernel gemm; /* handles any m <= mr, n <= nr */
+    oxo_dot_ukernel dot;   /* handles any m <= dot_mr, n <= dot_nr */
+    size_t dot_mr, dot_nr;
+} oxo_kernels;
+
+/* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
+/* Detects the CPU once (CPUID and the OS's saved register state) and honours ONEXONE_ISA. */
+oxo_isa oxo_isa_detected(void);       /* best this CPU and OS support */
+oxo_isa oxo_isa_active(void);         /* the one in use */
+int oxo_isa_set(oxo_isa isa);         /* returns OXO_EINVAL if the CPU lacks it */
+const char *oxo_isa_name(oxo_isa isa);
+const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt); /* NULL if not compiled in */
+
+/* Per-ISA tables (csrc/kernels/<isa>/). */
+extern const oxo_kernels oxo_f32_kernels_scalar, oxo_f64_kernels_scalar;
+extern const oxo_kernels oxo_f32_kernels_avx2, oxo_f64_kernels_avx2;
+extern const oxo_kernels oxo_f32_kernels_avx512, oxo_f64_kernels_avx512;
+
+/* ---- threads (csrc/threads.c) ------------------------------------------------------------- */
+int oxo_openmp_enabled(void);   /* 1 if built with OpenMP */
+int oxo_max_threads(void);      /* what n_threads=None means now (omp_get_max_threads) */
+int oxo_resolve_threads(int n); /* n <= 0: oxo_max_threads(); else n */
+const char *oxo_openmp_library(void); /* path of the OpenMP runtime in use, or NULL */
+
+/* ---- the GEMM engine (csrc/gemm/gemm.c) ----------------------------------------------------
+ * For b in [0, batch):  C_b = act(A_b @ B_b + bias)
+ *   A_b[i, p] = A[b*bs_a + i*rs_a + p*cs_a]                         (M x K)
+ *   B_b[p, j] = B[b*bs_b + p*rs_b + (j / b_w)*cs_bh + (j % b_w)*cs_bw]  (K x N)
+ *               (the columns of B are the pixels of a b_w-wide image; b_w = 0 means N)
+ *   C_b[i, j] = C[b*bs_c + i*rs_c + j]                              (M x N)
+ * Columns at B + j (cs_bw == 1 and cs_bh == b_w) are read in place; any other layout is
+ * packed block by block into per-thread scratch.
+ * Work is split over threads by output tiles only, so the result is bitwise the same for
+ * every thread count. */
+typedef struct oxo_gemm {
+    oxo_dtype dtype;
+    size_t batch, M, N, K;
+    const void *A;
+    ptrdiff_t bs_a, rs_a, cs_a;
+    const void *B;
+    ptrdiff_t bs_b, rs_b;
+    size_t b_w;
+    ptrdiff_t cs_bh, cs_bw;
+    void *C;
+    ptrdiff_t bs_c, rs_c;
+    const void *bias; /* NULL, or M values (OXO_BIAS_ROW) or N values (OXO_BIAS_COL) */
+    int bias_mode;
+    int act;
+    int accumulate; /* 1: C += A B (bias/act still applied at the end if given) */
+    int n_threads;  /* <= 0: all usable */
+} oxo_gemm;
+
+int oxo_gemm_run(const oxo_gemm *g);
+
+/* Block sizes in use (for show_config). */
+typedef struct oxo_blocking {
+    size_t kc, mc, nc;
+} oxo_blocking;
+oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
+
+/* ---- operations (csrc/conv/) ----------------------------------------------------------------
+ * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran
+ * order, negative or zero strides, offsets) comes in without a copy. */
+typedef struct oxo_tensor4 {
+    const void *data;
+    size_t n, c, h, w;
+    ptrdiff_t sn, sc, sh, sw;
+} oxo_tensor4;
+
+/* y (N, F, Ho, Wo), C-contiguous, = act(conv1x1(x, w) + bias); w is (F, C) with strides
+ * (sw_f, sw_c); bias is F contiguous values or NULL. */
+int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                     ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
+                     int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,201 @@
+"""Argument checks and error messages, shared by every op and by the NumPy references.
+
+Each public op calls one ``check_*`` function that turns user input into arrays the C layer
+can take (float32/float64, native byte order, strides in whole elements) or raises:
+
+* ``TypeError`` for a dtype onexone has no kernel for, naming the dtype;
+* ``ValueError`` for inconsistent shapes, in the wording PyTorch users know, naming the
+  shapes involved;
+* ``MemoryError`` (from NumPy) when the result cannot be allocated.
+"""
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
+
+_SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_array(a, name: str) -> np.ndarray:
+    """np.asarray with messages that name the argument."""
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except ValueError as e:  # ragged nested sequences
+            raise ValueError(f"{name} could not be converted to an array: {e}") from None
+    if arr.dtype.kind in "OSUVMm":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}, which onexone does not support; "
+            "expected float32 or float64 (integers and bools are promoted to float64)"
+        )
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; onexone supports float32 and float64 only")
+    return arr
+
+
+def result_dtype(**arrays) -> np.dtype:
+    """np.result_type of the operands, mapped onto the dtypes with kernels.
+
+    float32 and float64 stay; integers and bools promote to float64 as NumPy's float
+    arithmetic would; anything else (float16, longdouble, ...) is a TypeError."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    dt = np.result_type(*present.values())
+    if dt.kind in "biu":
+        return np.dtype(np.float64)
+    if dt.kind == "f":
+        native = dt.newbyteorder("=")
+        if native in _SUPPORTED:
+            return native
+    names = ", ".join(f"{k}: {v.dtype}" for k, v in present.items())
+    raise TypeError(
+        f"onexone has kernels for float32 and float64 only; the operands ({names}) "
+        f"promote to {dt}"
+    )
+
+
+def for_kernel(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The array in ``dtype`` and native byte order with strides in whole elements,
+    copying only when it must (a cast, or a view with byte-misaligned strides)."""
+    if a.dtype != dtype:
+        return a.astype(dtype)
+    if any(s % a.itemsize for s in a.strides):
+        return np.ascontiguousarray(a)
+    return a
+
+
+def check_n_threads(n_threads, default: int) -> int:
+    """None -> the default; n >= 1 -> n; -1 -> all cores, -2 -> all but one, ... (as
+    scikit-learn and joblib count)."""
+    if n_threads is None:
+        return default
+    if isinstance(n_threads, bool):
+        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
+    try:
+        n = operator.index(n_threads)
+    except TypeError:
+        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}") from None
+    if n == 0:
+        raise ValueError("n_threads must be a positive int, a negative int counting back from all cores, or None; got 0")
+    if n < 0:
+        from . import _core
+
+        n = max(1, _core.max_threads() + 1 + n)
+    return n
+
+
+def check_activation(activation) -> int:
+    try:
+        return ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of None, 'relu', 'relu6'"
+        ) from None
+
+
+def _overlaps(a: np.ndarray, b: Optional[np.ndarray]) -> bool:
+    if b is None or not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=1 << 20))
+    except np.exceptions.TooHardError:  # too costly to decide exactly: assume they overlap
+        return True
+
+
+def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.ndarray]:
+    """Validate a user-supplied ``out``: an ndarray of exactly the result's shape and dtype,
+    C-contiguous, writeable, sharing no memory with any input."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype}, but the result has dtype {dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out of shape {out.shape} must be C-contiguous (strides {out.strides})")
+    if not out.flags.writeable:
+        raise ValueError(f"out of shape {out.shape} is read-only")
+    for name, a in inputs.items():
+        if _overlaps(out, a):
+            raise ValueError(
+                f"out of shape {out.shape} overlaps {name} of shape {a.shape}; "
+                "pass an out that shares no memory with the inputs"
+            )
+    return out
+
+
+class Conv1x1Args(NamedTuple):
+    x: np.ndarray  # (N, C, H, W), kernel-ready
+    w: np.ndarray  # (F, C), kernel-ready, any strides
+    bias: Optional[np.ndarray]  # (F,) contiguous, or None
+    act: int
+    out: np.ndarray  # (N, F, H, W) C-contiguous
+    result: np.ndarray  # what the caller returns: out, or its (F, H, W) view
+    dtype: np.dtype
+
+
+def _weight_2d(weight: np.ndarray, op: str) -> np.ndarray:
+    if weight.ndim == 4:
+        if weight.shape[2:] != (1, 1):
+            raise ValueError(
+                f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape "
+                f"{weight.shape} (a {weight.shape[2]}x{weight.shape[3]} kernel; "
+                "use onexone.conv2d for kernels larger than 1x1)"
+            )
+        return weight[:, :, 0, 0]
+    if weight.ndim == 2:
+        return weight
+    raise ValueError(
+        f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape {weight.shape}"
+    )
+
+
+def check_conv1x1(x, weight, bias, activation, out, op: str = "conv1x1") -> Conv1x1Args:
+    x = as_array(x, "x")
+    weight = as_array(weight, "weight")
+    bias = None if bias is None else as_array(bias, "bias")
+    dtype = result_dtype(x=x, weight=weight, bias=bias)
+    act = check_activation(activation)
+
+    single = x.ndim == 3
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op} expects x of shape (N, C, H, W) or (C, H, W), got x of shape {x.shape}"
+        )
+    x4 = x[None] if single else x
+    w2 = _weight_2d(weight, op)
+    f, c = w2.shape
+    if x4.shape[1] != c:
+        raise ValueError(
+            f"weight of shape {weight.shape} expects x with {c} channels, "
+            f"got x of shape {x.shape}"
+        )
+    if bias is not None and bias.shape != (f,):
+        raise ValueError(
+            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
+            f"expected bias of shape ({f},)"
+        )
+
+    n, _, h, w = x4.shape
+    shape = (f, h, w) if single else (n, f, h, w)
+    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
+    if out is None:
+        out = np.empty(shape, dtype)
+    out4 = out[None] if single else out
+
+    return Conv1x1Args(
+        x=for_kernel(x4, dtype),
+        w=for_kernel(w2, dtype),
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
+        act=act,
+        out=out4,
+        result=out,
+        dtype=dtype,
+    )

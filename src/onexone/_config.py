@@ -1,0 +1,136 @@
+"""Process-wide settings: threads, the ISA in use, and show_config()."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+from typing import Optional
+
+from . import _core
+
+_default_threads: Optional[int] = None
+
+
+def get_num_threads() -> int:
+    """The number of threads a call with ``n_threads=None`` uses now.
+
+    That is the value given to :func:`set_num_threads` if any, else OpenMP's
+    ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS`` and threadpoolctl's
+    ``threadpool_limits``.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> onexone.get_num_threads() >= 1
+    True
+    """
+    return _default_threads if _default_threads is not None else _core.max_threads()
+
+
+def set_num_threads(n: Optional[int]) -> None:
+    """Set the thread count used by calls with ``n_threads=None``; ``None`` goes back to
+    OpenMP's default. A per-call ``n_threads`` always wins.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> onexone.set_num_threads(1)
+    >>> onexone.get_num_threads()
+    1
+    >>> onexone.set_num_threads(None)
+    """
+    global _default_threads
+    if n is None:
+        _default_threads = None
+        return
+    from ._args import check_n_threads
+
+    _default_threads = check_n_threads(n, default=1)
+
+
+def available_isas() -> tuple:
+    """The ISA paths this machine can run, lowest first, e.g. ``('scalar', 'avx2', 'avx512')``."""
+    return _core.isa_available()
+
+
+def get_isa() -> str:
+    """The ISA whose micro-kernels run now."""
+    return _core.isa_active()
+
+
+def set_isa(name: str) -> None:
+    """Run the micro-kernels of ``name`` (one of :func:`available_isas`) from now on, in the
+    whole process; the environment variable ``ONEXONE_ISA`` does the same at import.
+    For testing and benchmarking the slower paths."""
+    _core.set_isa(name)
+
+
+def config() -> dict:
+    from . import __version__
+
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "isa": {
+            "active": _core.isa_active(),
+            "detected": _core.isa_detected(),
+            "available": list(_core.isa_available()),
+            "forced_by_env": os.environ.get("ONEXONE_ISA"),
+        },
+        "kernels": _core.kernel_names(),
+        "blocking": _core.blocking(),
+        "threads": {
+            "openmp": _core.openmp_enabled(),
+            "openmp_runtime": _core.openmp_library(),
+            "default": get_num_threads(),
+            "omp_max_threads": _core.max_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+    }
+
+
+def show_config(mode: str = "stdout"):
+    """Print (``mode="stdout"``) or return (``mode="dicts"``) how onexone was built and
+    what it runs here: ISA and kernels, OpenMP and threads, block sizes.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> onexone.show_config(mode="dicts")["isa"]["active"] in onexone.available_isas()
+    True
+    """
+    cfg = config()
+    if mode == "dicts":
+        return cfg
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    t = cfg["threads"]
+    lines = [
+        f"onexone {cfg['version']} (Python {cfg['python']}, {cfg['machine']})",
+        f"  ISA:        {cfg['isa']['active']} (detected {cfg['isa']['detected']}; "
+        f"available {', '.join(cfg['isa']['available'])})"
+        + (f"; ONEXONE_ISA={cfg['isa']['forced_by_env']}" if cfg["isa"]["forced_by_env"] else ""),
+        f"  kernels:    {cfg['kernels']['float32']}, {cfg['kernels']['float64']}",
+        "  OpenMP:     "
+        + (f"yes, runtime {t['openmp_runtime']}" if t["openmp"] else "NO (built without OpenMP: single-threaded)"),
+        f"  threads:    {t['default']} by default (omp_get_max_threads() = {t['omp_max_threads']}, "
+        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']})",
+        "  blocking:   "
+        + "; ".join(f"{k}: " + ", ".join(f"{n}={v}" for n, v in b.items()) for k, b in cfg["blocking"].items()),
+    ]
+    print("\n".join(lines))
+
+
+def _apply_env_isa() -> None:
+    name = os.environ.get("ONEXONE_ISA")
+    if not name:
+        return
+    try:
+        _core.set_isa(name.strip().lower())
+    except ValueError as e:
+        warnings.warn(f"ONEXONE_ISA={name!r} ignored: {e}", RuntimeWarning, stacklevel=3)
+
+
+_apply_env_isa()

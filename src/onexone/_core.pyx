@@ -1,0 +1,146 @@
+# cython: language_level=3
+"""Thin layer between the checked Python API and the C engine.
+
+Every function here takes arrays that ``_args.py`` has already validated (dtype float32 or
+float64, native byte order, element-aligned strides, shapes consistent, ``out`` allocated),
+releases the GIL and makes one C call. Nothing clever lives here.
+"""
+cimport numpy as cnp
+from libc.stddef cimport ptrdiff_t
+
+cnp.import_array()
+
+
+cdef extern from "onexone.h" nogil:
+    ctypedef enum oxo_dtype:
+        OXO_F32
+        OXO_F64
+    ctypedef enum oxo_isa:
+        OXO_ISA_SCALAR
+        OXO_ISA_AVX2
+        OXO_ISA_AVX512
+        OXO_ISA_COUNT
+    int OXO_OK
+    int OXO_ENOMEM
+    ctypedef struct oxo_kernels:
+        const char *name
+        size_t mr, nr, lanes
+    ctypedef struct oxo_blocking:
+        size_t kc, mc, nc
+    ctypedef struct oxo_tensor4:
+        const void *data
+        size_t n, c, h, w
+        ptrdiff_t sn, sc, sh, sw
+
+    oxo_isa oxo_isa_detected()
+    oxo_isa oxo_isa_active()
+    int oxo_isa_set(oxo_isa isa)
+    const char *oxo_isa_name(oxo_isa isa)
+    const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt)
+    oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
+    int oxo_openmp_enabled()
+    int oxo_max_threads()
+    const char *oxo_openmp_library()
+
+    int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                         ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
+                         int n_threads)
+
+
+cdef inline oxo_dtype _dtype_code(cnp.ndarray a):
+    return OXO_F64 if cnp.PyArray_ITEMSIZE(a) == 8 else OXO_F32
+
+
+cdef inline void _tensor4(cnp.ndarray a, oxo_tensor4 *t):
+    """Describe a 4-D array by its sizes and element strides."""
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(a)
+    t.data = cnp.PyArray_DATA(a)
+    t.n, t.c, t.h, t.w = shape[0], shape[1], shape[2], shape[3]
+    t.sn, t.sc, t.sh, t.sw = strides[0] // item, strides[1] // item, strides[2] // item, strides[3] // item
+
+
+cdef inline int _check(int rc) except -1:
+    if rc == OXO_ENOMEM:
+        raise MemoryError("onexone: could not allocate the scratch buffers for this call")
+    if rc != OXO_OK:
+        raise RuntimeError(f"onexone: internal error {rc}")
+    return 0
+
+
+def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads):
+    """out (N, F, H, W) = act(conv1x1(x (N, C, H, W), w (F, C)) + bias)."""
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
+    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
+    cdef ptrdiff_t sw_f = cnp.PyArray_STRIDES(w)[0] // item
+    cdef ptrdiff_t sw_c = cnp.PyArray_STRIDES(w)[1] // item
+    cdef size_t f = cnp.PyArray_DIMS(w)[0]
+    cdef const void *pb = NULL
+    if bias is not None:
+        pb = cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef void *py = cnp.PyArray_DATA(out)
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef oxo_dtype dt = _dtype_code(x)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, pb, act, py, n_threads)
+    _check(rc)
+    return out
+
+
+# ---- configuration -------------------------------------------------------------------------
+
+ISA_NAMES = tuple(oxo_isa_name(<oxo_isa>i).decode() for i in range(OXO_ISA_COUNT))
+
+
+def isa_detected():
+    """The best ISA this CPU and OS support (and this build has kernels for)."""
+    return oxo_isa_name(oxo_isa_detected()).decode()
+
+
+def isa_active():
+    return oxo_isa_name(oxo_isa_active()).decode()
+
+
+def isa_available():
+    """Every ISA path this machine can run, lowest first."""
+    return ISA_NAMES[: int(oxo_isa_detected()) + 1]
+
+
+def set_isa(name):
+    """Use the kernels of ISA ``name`` (one of isa_available()) from now on."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA {name!r}; expected one of {ISA_NAMES}")
+    cdef int code = ISA_NAMES.index(name)
+    if oxo_isa_set(<oxo_isa>code) != OXO_OK:
+        raise ValueError(
+            f"ISA {name!r} is not available on this machine; available: {isa_available()}")
+
+
+def kernel_names():
+    cdef const oxo_kernels *k32 = oxo_kernels_for(oxo_isa_active(), OXO_F32)
+    cdef const oxo_kernels *k64 = oxo_kernels_for(oxo_isa_active(), OXO_F64)
+    return {"float32": k32.name.decode(), "float64": k64.name.decode()}
+
+
+def blocking():
+    cdef oxo_blocking b32 = oxo_gemm_blocking(OXO_F32)
+    cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
+    return {"float32": {"KC": b32.kc, "MR": b32.mc, "NC": b32.nc},
+            "float64": {"KC": b64.kc, "MR": b64.mc, "NC": b64.nc}}
+
+
+def openmp_enabled():
+    return bool(oxo_openmp_enabled())
+
+
+def openmp_library():
+    cdef const char *name = oxo_openmp_library()
+    return name.decode() if name != NULL else None
+
+
+def max_threads():
+    """omp_get_max_threads() of the calling thread (1 without OpenMP)."""
+    return oxo_max_threads()
