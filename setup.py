@@ -29,6 +29,7 @@ X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 COMMON_SOURCES = [
     "csrc/dispatch.c",
     "csrc/threads.c",
+    "csrc/probe.c",
     "csrc/gemm/gemm.c",
     "csrc/conv/conv1x1.c",
     "csrc/kernels/scalar/gemm-scalar.c",

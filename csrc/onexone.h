@@ -95,6 +95,9 @@ typedef struct oxo_kernels {
     oxo_gemm_ukernel gemm; /* handles any m <= mr, n <= nr */
     oxo_dot_ukernel dot;   /* handles any m <= dot_mr, n <= dot_nr */
     size_t dot_mr, dot_nr;
+    /* FMA throughput probe: `iters` rounds of 12 independent vector FMA chains
+     * (12 * lanes * 2 FLOP a round); returns a value that depends on every chain. */
+    float (*fma_probe)(long iters);
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -115,6 +118,10 @@ int oxo_openmp_enabled(void);   /* 1 if built with OpenMP */
 int oxo_max_threads(void);      /* what n_threads=None means now (omp_get_max_threads) */
 int oxo_resolve_threads(int n); /* n <= 0: oxo_max_threads(); else n */
 const char *oxo_openmp_library(void); /* path of the OpenMP runtime in use, or NULL */
+
+/* Measured fp32 FMA peak of the active ISA's kernels on n_threads threads, in GFLOP/s
+ * (csrc/probe.c; the method of shared/probe/peak.c). Runs about `seconds`. */
+double oxo_probe_peak_gflops(int n_threads, double seconds);
 
 /* ---- the GEMM engine (csrc/gemm/gemm.c) ----------------------------------------------------
  * For b in [0, batch):  C_b = act(A_b @ B_b + bias)

@@ -200,3 +200,18 @@ void OXO_NAME(dot)(const oxo_dot_tile *t)
     }
 }
 #undef OXO_DOT_NR_CASES
+
+/* FMA throughput probe (see oxo_kernels.fma_probe). */
+float OXO_NAME(fma_probe)(long iters)
+{
+    OXO_V a[12];
+    const OXO_V m = OXO_SET1((OXO_T)1.0000001), c = OXO_SET1((OXO_T)1e-7);
+    OXO_UNROLL for (int i = 0; i < 12; i++) a[i] = OXO_SET1((OXO_T)i);
+    for (long it = 0; it < iters; it++) {
+        OXO_UNROLL for (int i = 0; i < 12; i++) a[i] = OXO_FMA(a[i], m, c);
+        __asm__ volatile("" ::: "memory");
+    }
+    OXO_T s = 0;
+    OXO_UNROLL for (int i = 0; i < 12; i++) s += OXO_HSUM(a[i]);
+    return (float)s;
+}

@@ -41,6 +41,7 @@ cdef extern from "onexone.h" nogil:
     int oxo_openmp_enabled()
     int oxo_max_threads()
     const char *oxo_openmp_library()
+    double oxo_probe_peak_gflops(int n_threads, double seconds)
 
     int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                          ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
@@ -144,3 +145,11 @@ def openmp_library():
 def max_threads():
     """omp_get_max_threads() of the calling thread (1 without OpenMP)."""
     return oxo_max_threads()
+
+
+def peak_gflops(int n_threads=0, double seconds=0.2):
+    """Measured fp32 FMA throughput of the active ISA on n_threads threads (0: default), GFLOP/s."""
+    cdef double r
+    with nogil:
+        r = oxo_probe_peak_gflops(n_threads, seconds)
+    return r

@@ -104,7 +104,9 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_NAME(x) oxo_f64_##x##__avx2
 #include "../gemm_vec_template.h"
 
+static float oxo_f64_fma_probe_as_f32__avx2(long iters) { return oxo_f64_fma_probe__avx2(iters); }
+
 const oxo_kernels oxo_f32_kernels_avx2 = {
-    "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4};
+    "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4, oxo_f32_fma_probe__avx2};
 const oxo_kernels oxo_f64_kernels_avx2 = {
-    "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4};
+    "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4, oxo_f64_fma_probe_as_f32__avx2};

@@ -81,7 +81,9 @@
 #define OXO_NAME(x) oxo_f64_##x##__avx512
 #include "../gemm_vec_template.h"
 
+static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_probe__avx512(iters); }
+
 const oxo_kernels oxo_f32_kernels_avx512 = {
-    "f32-gemm-6x48-avx512", 6, 48, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4};
+    "f32-gemm-6x48-avx512", 6, 48, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512};
 const oxo_kernels oxo_f64_kernels_avx512 = {
-    "f64-gemm-6x24-avx512", 6, 24, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4};
+    "f64-gemm-6x24-avx512", 6, 24, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512};

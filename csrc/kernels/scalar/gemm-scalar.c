@@ -75,9 +75,21 @@
     }
 
 OXO_DEFINE_SCALAR_KERNELS(float, OXO_FMAF, f32_scalar)
+
+static float oxo_f32_fma_probe__scalar(long iters)
+{
+    float a[12];
+    for (int i = 0; i < 12; i++) a[i] = (float)i;
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 12; i++) a[i] = OXO_FMAF(a[i], 1.0000001f, 1e-7f);
+    }
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += a[i];
+    return s;
+}
 OXO_DEFINE_SCALAR_KERNELS(double, OXO_FMAD, f64_scalar)
 
 const oxo_kernels oxo_f32_kernels_scalar = {
-    "f32-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f32_scalar, oxo_dot_f32_scalar, 4, 4};
+    "f32-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f32_scalar, oxo_dot_f32_scalar, 4, 4, oxo_f32_fma_probe__scalar};
 const oxo_kernels oxo_f64_kernels_scalar = {
-    "f64-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f64_scalar, oxo_dot_f64_scalar, 4, 4};
+    "f64-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f64_scalar, oxo_dot_f64_scalar, 4, 4, oxo_f32_fma_probe__scalar};
