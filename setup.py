@@ -31,6 +31,7 @@ COMMON_SOURCES = [
     "csrc/threads.c",
     "csrc/probe.c",
     "csrc/gemm/gemm.c",
+    "csrc/gemm/pack.c",
     "csrc/conv/conv1x1.c",
     "csrc/kernels/scalar/gemm-scalar.c",
 ]

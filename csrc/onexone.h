@@ -126,13 +126,23 @@ double oxo_probe_peak_gflops(int n_threads, double seconds);
 /* ---- the GEMM engine (csrc/gemm/gemm.c) ----------------------------------------------------
  * For b in [0, batch):  C_b = act(A_b @ B_b + bias)
  *   A_b[i, p] = A[b*bs_a + i*rs_a + p*cs_a]                         (M x K)
- *   B_b[p, j] = B[b*bs_b + p*rs_b + (j / b_w)*cs_bh + (j % b_w)*cs_bw]  (K x N)
- *               (the columns of B are the pixels of a b_w-wide image; b_w = 0 means N)
+ *   B_b[p, j]: see below                                            (K x N)
  *   C_b[i, j] = C[b*bs_c + i*rs_c + j]                              (M x N)
- * Columns at B + j (cs_bw == 1 and cs_bh == b_w) are read in place; any other layout is
- * packed block by block into per-thread scratch.
- * Work is split over threads by output tiles only, so the result is bitwise the same for
- * every thread count. */
+ * or, with reduce_batch, one C = act(sum_b A_b @ B_b + bias) (the images' products summed in
+ * order: a weight gradient).
+ *
+ * B comes from one of two sources:
+ *  - strided (pack_b == NULL): B_b[p, j] = B[b*bs_b + p*rs_b + (j / b_w)*cs_bh + (j % b_w)*cs_bw],
+ *    the columns being the pixels of a b_w-wide image (b_w = 0: one row of N). Columns at B + j
+ *    (cs_bw == 1 and cs_bh == b_w) are read in place; any other layout is packed block by block
+ *    into per-thread scratch;
+ *  - a packer (pack_b != NULL) that writes any block of B_b on demand: im2col, strided
+ *    convolutions, transposed weights. Blocks are always packed then.
+ * A packer writes rows [p0, p0 + kc) x columns [j0, j0 + nc) of B_b into dst, row-major
+ * (dst[p*ld + j]) or, when transposed, column-major (dst[j*ld + p]). */
+typedef void (*oxo_pack_b_fn)(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0,
+                              size_t nc, void *dst, size_t ld, int transposed);
+
 typedef struct oxo_gemm {
     oxo_dtype dtype;
     size_t batch, M, N, K;
@@ -142,13 +152,16 @@ typedef struct oxo_gemm {
     ptrdiff_t bs_b, rs_b;
     size_t b_w;
     ptrdiff_t cs_bh, cs_bw;
+    oxo_pack_b_fn pack_b; /* NULL: strided B above */
+    const void *pack_ctx;
     void *C;
     ptrdiff_t bs_c, rs_c;
     const void *bias; /* NULL, or M values (OXO_BIAS_ROW) or N values (OXO_BIAS_COL) */
     int bias_mode;
     int act;
-    int accumulate; /* 1: C += A B (bias/act still applied at the end if given) */
-    int n_threads;  /* <= 0: all usable */
+    int accumulate;   /* 1: C += A B (bias/act still applied at the end if given) */
+    int reduce_batch; /* 1: C = sum over b (bs_c unused) */
+    int n_threads;    /* <= 0: all usable */
 } oxo_gemm;
 
 int oxo_gemm_run(const oxo_gemm *g);

@@ -20,6 +20,7 @@
 
 #include "../onexone.h"
 #include "../threads.h"
+#include "pack.h"
 
 /* Block sizes in elements (f32; f64 halves KC so a block keeps its byte size).
  * KC x NC of B (256 x 512 floats = 512 KiB) lives in the 1 MiB L2; MR x KC of A in L1. */
@@ -42,61 +43,72 @@ static size_t round_up(size_t a, size_t b) { return cdiv(a, b) * b; }
 /* Is column j of B at B + j (the fast path that needs no packing)? */
 static int b_columns_contiguous(const oxo_gemm *g)
 {
+    if (g->pack_b) return 0;
     if (g->b_w == 0 || g->b_w >= g->N) return g->cs_bw == 1;
     return g->cs_bw == 1 && g->cs_bh == (ptrdiff_t)g->b_w;
 }
 
-/* Copy B's (kc x nc) block at (p0, j0) of batch b into dst, rows ld apart. */
-#define OXO_DEFINE_PACK_B(T, NAME)                                                             \
-    static void NAME(const oxo_gemm *g, size_t b, size_t p0, size_t kc, size_t j0, size_t nc,  \
-                     T *dst, size_t ld)                                                        \
-    {                                                                                          \
-        const T *base = (const T *)g->B + (ptrdiff_t)b * g->bs_b;                              \
-        const size_t bw = g->b_w ? g->b_w : g->N;                                              \
-        for (size_t p = 0; p < kc; p++) {                                                      \
-            const T *row = base + (ptrdiff_t)(p0 + p) * g->rs_b;                               \
-            T *out = dst + p * ld;                                                             \
-            size_t j = 0;                                                                      \
-            while (j < nc) {                                                                   \
-                const size_t hi = (j0 + j) / bw, lo = (j0 + j) % bw;                           \
-                const size_t run = (bw - lo < nc - j) ? bw - lo : nc - j;                      \
-                const T *src = row + (ptrdiff_t)hi * g->cs_bh + (ptrdiff_t)lo * g->cs_bw;      \
-                if (g->cs_bw == 1) {                                                           \
-                    memcpy(out + j, src, run * sizeof(T));                                     \
-                } else {                                                                       \
-                    for (size_t q = 0; q < run; q++) out[j + q] = src[(ptrdiff_t)q * g->cs_bw]; \
-                }                                                                              \
-                j += run;                                                                      \
-            }                                                                                  \
-        }                                                                                      \
-    }
-OXO_DEFINE_PACK_B(float, pack_b_f32)
-OXO_DEFINE_PACK_B(double, pack_b_f64)
-
-/* The work of one call, split into tasks: (image, row block, column block). */
+/* The work of one call: every thread gets one contiguous range of "units", a unit being
+ * (image, row part, column part). Parts are balanced, aligned to the register tile. */
 typedef struct plan {
     const oxo_gemm *g;
     const oxo_kernels *ks;
     size_t es, kc, mr, nr;
-    size_t m_blocks, n_blocks, mb, nb; /* number and size of row / column blocks */
-    size_t tasks;
-    int pack_b;
+    size_t m_parts, n_parts; /* how each image's C is cut between threads */
+    size_t m_size, n_size;   /* rows / columns of a part (the last may be shorter) */
+    size_t units;
+    int pack_b;                 /* B blocks are packed (not read in place) */
+    oxo_pack_b_fn packer;       /* and come from here */
+    const void *pack_ctx;
     size_t pack_ld; /* row stride of a packed B block */
+    size_t n_main;  /* columns [n_main, N) of every image go to the dot kernel */
+    size_t tail_ld; /* row stride of the transposed tail columns */
 } plan;
 
-static void run_task(const plan *pl, size_t task, char *bpack)
+/* The narrow tail of an image's columns (fewer than one vector) as dot products: a row of A
+ * against each tail column of B, both contiguous along K, instead of a mostly masked vector
+ * tile. */
+static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, char *C,
+                     const char *bt, size_t ntail)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t es = pl->es, dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
+    oxo_dot_tile d;
+    d.k = t->k;
+    d.rs_a = g->rs_a;
+    d.rs_bt = (ptrdiff_t)pl->tail_ld;
+    d.rs_c = g->rs_c;
+    d.cs_c = 1;
+    d.bias_mode = t->bias_mode;
+    d.act = t->act;
+    d.flags = t->flags;
+    for (size_t ii = 0; ii < mrows; ii += dmr) {
+        d.m = mrows - ii < dmr ? mrows - ii : dmr;
+        d.a = (const char *)t->a + (ptrdiff_t)ii * g->rs_a * (ptrdiff_t)es;
+        for (size_t jj = 0; jj < ntail; jj += dnr) {
+            d.n = ntail - jj < dnr ? ntail - jj : dnr;
+            d.bt = bt + jj * pl->tail_ld * es;
+            d.c = C + ((ptrdiff_t)(i + ii) * g->rs_c + (ptrdiff_t)(pl->n_main + jj)) * (ptrdiff_t)es;
+            d.bias = !g->bias ? NULL
+                     : g->bias_mode == OXO_BIAS_ROW
+                         ? (const void *)((const char *)g->bias + (i + ii) * es)
+                         : (const void *)((const char *)g->bias + (pl->n_main + jj) * es);
+            pl->ks->dot(&d);
+        }
+    }
+}
+
+/* One cache block of image b: rows [i0, i1) x columns [j0, j1) through all of K, plus the
+ * image's dot-product tail columns when ntail > 0 (so the A micro-panel they need is still
+ * in L1). */
+static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0, size_t j1,
+                      size_t ntail, char *bpack, char *tpack)
 {
     const oxo_gemm *g = pl->g;
     const size_t es = pl->es;
-    const size_t b = task / (pl->m_blocks * pl->n_blocks);
-    const size_t rest = task % (pl->m_blocks * pl->n_blocks);
-    const size_t i0 = (rest / pl->n_blocks) * pl->mb, j0 = (rest % pl->n_blocks) * pl->nb;
-    const size_t i1 = i0 + pl->mb < g->M ? i0 + pl->mb : g->M;
-    const size_t j1 = j0 + pl->nb < g->N ? j0 + pl->nb : g->N;
-    if (i0 >= i1 || j0 >= j1) return;
-
-    const char *A = (const char *)g->A + (ptrdiff_t)b * g->bs_a * (ptrdiff_t)es;
-    char *C = (char *)g->C + (ptrdiff_t)b * g->bs_c * (ptrdiff_t)es;
+    /* with reduce_batch the images are summed into one C: loop over them here */
+    const size_t b_first = g->reduce_batch ? 0 : b, b_end = g->reduce_batch ? g->batch : b + 1;
+    char *C = (char *)g->C + (g->reduce_batch ? 0 : (ptrdiff_t)b * g->bs_c * (ptrdiff_t)es);
     const char *bias = (const char *)g->bias;
 
     oxo_tile t;
@@ -106,47 +118,106 @@ static void run_task(const plan *pl, size_t task, char *bpack)
     t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
     t.act = g->act;
 
-    size_t p0 = 0;
-    do { /* at least once, so K == 0 still writes bias/activation */
-        const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
-        const int last = p0 + kc >= g->K;
-        t.flags = ((p0 > 0 || g->accumulate) ? OXO_TILE_ACCUM : 0) | (last ? OXO_TILE_FINAL : 0);
-        t.k = kc;
+    for (size_t bb = b_first; bb < b_end; bb++) {
+        const char *A = (const char *)g->A + (ptrdiff_t)bb * g->bs_a * (ptrdiff_t)es;
+        size_t p0 = 0;
+        do { /* at least once, so K == 0 still writes bias/activation */
+            const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
+            const int first = p0 == 0 && bb == b_first && !g->accumulate;
+            const int last = p0 + kc >= g->K && bb + 1 == b_end;
+            t.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0);
+            t.k = kc;
 
-        const char *Bblk;
-        ptrdiff_t rs_b;
-        if (pl->pack_b) {
-            if (es == 4) pack_b_f32(g, b, p0, kc, j0, j1 - j0, (float *)bpack, pl->pack_ld);
-            else pack_b_f64(g, b, p0, kc, j0, j1 - j0, (double *)bpack, pl->pack_ld);
-            Bblk = bpack;
-            rs_b = (ptrdiff_t)pl->pack_ld;
-        } else {
-            Bblk = (const char *)g->B +
-                   ((ptrdiff_t)b * g->bs_b + (ptrdiff_t)p0 * g->rs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
-            rs_b = g->rs_b;
-        }
-        t.rs_b = rs_b;
-
-        for (size_t i = i0; i < i1; i += pl->mr) {
-            t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
-            t.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0 * g->cs_a) * (ptrdiff_t)es;
-            for (size_t j = j0; j < j1; j += pl->nr) {
-                t.n = j1 - j < pl->nr ? j1 - j : pl->nr;
-                t.b = Bblk + (j - j0) * es;
-                t.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
-                t.bias = !bias ? NULL
-                         : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
-                                                        : (const void *)(bias + j * es);
-                pl->ks->gemm(&t);
+            if (ntail) pl->packer(pl->pack_ctx, bb, p0, kc, pl->n_main, ntail, tpack, pl->tail_ld, 1);
+            const char *Bblk = NULL;
+            ptrdiff_t rs_b = 0;
+            if (j0 < j1) {
+                if (pl->pack_b) {
+                    pl->packer(pl->pack_ctx, bb, p0, kc, j0, j1 - j0, bpack, pl->pack_ld, 0);
+                    Bblk = bpack;
+                    rs_b = (ptrdiff_t)pl->pack_ld;
+                } else {
+                    Bblk = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)p0 * g->rs_b +
+                                                 (ptrdiff_t)j0) * (ptrdiff_t)es;
+                    rs_b = g->rs_b;
+                }
             }
-        }
-        p0 += kc;
-    } while (p0 < g->K);
+            t.rs_b = rs_b;
+
+            for (size_t i = i0; i < i1; i += pl->mr) {
+                t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
+                t.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0 * g->cs_a) * (ptrdiff_t)es;
+                for (size_t j = j0; j < j1; j += pl->nr) {
+                    t.n = j1 - j < pl->nr ? j1 - j : pl->nr;
+                    t.b = Bblk + (j - j0) * es;
+                    t.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
+                    t.bias = !bias ? NULL
+                             : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
+                                                            : (const void *)(bias + j * es);
+                    pl->ks->gemm(&t);
+                }
+                if (ntail) dot_tail(pl, &t, i, t.m, C, tpack, ntail);
+            }
+            p0 += kc;
+        } while (p0 < g->K);
+    }
+}
+
+/* One unit: its columns in cache blocks of about NC, the image's tail with the last block. */
+static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t b = unit / (pl->m_parts * pl->n_parts); /* 0 with reduce_batch */
+    const size_t r = unit % (pl->m_parts * pl->n_parts);
+    const size_t i0 = (r / pl->n_parts) * pl->m_size, j0 = (r % pl->n_parts) * pl->n_size;
+    const size_t i1 = i0 + pl->m_size < g->M ? i0 + pl->m_size : g->M;
+    size_t j1 = j0 + pl->n_size < g->N ? j0 + pl->n_size : g->N;
+    if (i0 >= i1 || j0 >= j1) return;
+    const size_t ntail = j1 > pl->n_main ? j1 - pl->n_main : 0;
+    j1 -= ntail;
+
+    const size_t blocks = j1 > j0 ? cdiv(j1 - j0, OXO_NC) : 1;
+    const size_t width = j1 > j0 ? round_up(cdiv(j1 - j0, blocks), pl->ks->lanes) : 0;
+    for (size_t j = j0, q = 0; q < blocks; q++, j += width) {
+        const size_t je = j + width < j1 ? j + width : j1;
+        run_block(pl, b, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
+    }
+}
+
+/* Cut each image's C into m_parts x n_parts so that batch * parts is a multiple of the
+ * thread count. Cut columns when W is the smaller operand (each thread then reads all of W
+ * and its share of x), rows otherwise. */
+static void partition(plan *pl, int *nt)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t lanes = pl->ks->lanes;
+    size_t a = (size_t)*nt, bt = g->reduce_batch ? 1 : g->batch;
+    while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* a = gcd(nt, batch) */
+    const size_t parts = (size_t)*nt / a;
+    const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr);
+    pl->m_parts = pl->n_parts = 1;
+    if (parts > 1) {
+        const int cut_columns = g->M < g->N ? max_n >= parts : max_m < parts;
+        if (cut_columns) pl->n_parts = parts < max_n ? parts : max_n;
+        else pl->m_parts = parts < max_m ? parts : max_m;
+    }
+    pl->n_size = round_up(cdiv(g->N, pl->n_parts), lanes);
+    pl->n_parts = cdiv(g->N, pl->n_size);
+    pl->m_size = round_up(cdiv(g->M, pl->m_parts), pl->mr);
+    pl->m_parts = cdiv(g->M, pl->m_size);
+    pl->units = (g->reduce_batch ? 1 : g->batch) * pl->m_parts * pl->n_parts;
+    if ((size_t)*nt > pl->units) *nt = (int)pl->units;
 }
 
 int oxo_gemm_run(const oxo_gemm *g)
 {
-    if (g->batch == 0 || g->M == 0 || g->N == 0) return OXO_OK;
+    if (g->M == 0 || g->N == 0 || (g->batch == 0 && !g->reduce_batch)) return OXO_OK;
+    if (g->batch == 0) { /* a sum over no images: the bias (or zeros), activated */
+        oxo_gemm empty = *g;
+        empty.batch = 1;
+        empty.K = 0;
+        return oxo_gemm_run(&empty);
+    }
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), g->dtype);
     if (!ks) return OXO_EINVAL;
 
@@ -158,6 +229,13 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.mr = ks->mr;
     pl.nr = ks->nr;
     pl.pack_b = !b_columns_contiguous(g);
+    pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
+    pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;
+    /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
+     * along K); wider tails stay in masked vector tiles. */
+    const size_t tail = g->N % ks->lanes;
+    pl.n_main = (tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
+    pl.tail_ld = round_up(pl.kc, 16);
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);
@@ -165,33 +243,15 @@ int oxo_gemm_run(const oxo_gemm *g)
     const double cap = flops / OXO_MIN_FLOPS_PER_THREAD;
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
 
-    /* Column blocks of at most NC (a multiple of the vector width), then row blocks when the
-     * images' column blocks alone are too few to give every thread work. */
-    const size_t lanes = ks->lanes;
-    pl.n_blocks = cdiv(g->N, OXO_NC);
-    if (g->batch * pl.n_blocks < (size_t)nt) {
-        size_t want = cdiv((size_t)nt, g->batch);
-        size_t max_nb = cdiv(g->N, lanes);
-        pl.n_blocks = want < max_nb ? want : max_nb;
-    }
-    pl.nb = round_up(cdiv(g->N, pl.n_blocks), lanes);
-    pl.n_blocks = cdiv(g->N, pl.nb);
-    pl.m_blocks = 1;
-    if (g->batch * pl.n_blocks < (size_t)nt) {
-        size_t want = cdiv((size_t)nt, g->batch * pl.n_blocks);
-        size_t max_mb = cdiv(g->M, pl.mr);
-        pl.m_blocks = want < max_mb ? want : max_mb;
-    }
-    pl.mb = round_up(cdiv(g->M, pl.m_blocks), pl.mr);
-    pl.m_blocks = cdiv(g->M, pl.mb);
-    pl.tasks = g->batch * pl.m_blocks * pl.n_blocks;
-    if ((size_t)nt > pl.tasks) nt = (int)pl.tasks;
+    partition(&pl, &nt);
 
+    /* One allocation for every thread's scratch: a packed B block and the tail columns. */
+    pl.pack_ld = round_up(OXO_NC + pl.ks->lanes, 16);
+    const size_t bpack_bytes = pl.pack_b ? round_up(pl.kc * pl.pack_ld * pl.es, 64) : 0;
+    const size_t tpack_bytes = pl.n_main < g->N ? round_up(ks->lanes * pl.tail_ld * pl.es, 64) : 0;
+    const size_t per_thread = bpack_bytes + tpack_bytes;
     char *scratch = NULL;
-    size_t per_thread = 0;
-    if (pl.pack_b) {
-        pl.pack_ld = round_up(pl.nb, 16);
-        per_thread = round_up(pl.kc * pl.pack_ld * pl.es, 64);
+    if (per_thread) {
         scratch = oxo_aligned_alloc(per_thread * (size_t)nt);
         if (!scratch) return OXO_ENOMEM;
     }
@@ -199,10 +259,11 @@ int oxo_gemm_run(const oxo_gemm *g)
     OXO_PARALLEL(nt)
     {
         const int tid = OXO_THREAD_ID(), nth = OXO_NUM_THREADS_IN_TEAM();
-        const size_t t0 = pl.tasks * (size_t)tid / (size_t)nth;
-        const size_t t1 = pl.tasks * (size_t)(tid + 1) / (size_t)nth;
-        char *bpack = scratch ? scratch + per_thread * (size_t)tid : NULL;
-        for (size_t task = t0; task < t1; task++) run_task(&pl, task, bpack);
+        const size_t u0 = pl.units * (size_t)tid / (size_t)nth;
+        const size_t u1 = pl.units * (size_t)(tid + 1) / (size_t)nth;
+        char *mine = scratch ? scratch + per_thread * (size_t)tid : NULL;
+        char *bpack = bpack_bytes ? mine : NULL, *tpack = tpack_bytes ? mine + bpack_bytes : NULL;
+        for (size_t u = u0; u < u1; u++) run_unit(&pl, u, bpack, tpack);
     }
     oxo_aligned_free(scratch);
     return OXO_OK;

@@ -2,8 +2,8 @@
  *
  * Computes: C (m x n) (+)= A (m x k) B (k x n), bias and activation fused in the store
  *           (see oxo_tile in onexone.h for strides and flags).
- * Tile:     broadcast kernel 6 rows x 3 zmm (6x48 f32, 6x24 f64): 18 accumulators,
- *           3 B vectors and 1 broadcast in flight, 22 of the 32 zmm registers.
+ * Tile:     broadcast kernel 8 rows x 3 zmm (8x48 f32, 8x24 f64): 24 accumulators,
+ *           3 B vectors and 1 broadcast in flight, 28 of the 32 zmm registers.
  *           dot kernel up to 4 x 4 (16 accumulators).
  * ISA:      AVX-512F (masking, 32 registers). Compiled with -mavx512f -mavx512vl -mfma only
  *           in this file; chosen at run time by dispatch.c.
@@ -13,15 +13,33 @@
 #include <immintrin.h>
 #include "../kernel_common.h"
 
-#define OXO_MR 6
+#ifndef OXO_MR /* the tile; -DOXO_MR=.. -DOXO_NV=.. to try others */
+#define OXO_MR 8
 #define OXO_NV 3
+#endif
 #define OXO_IF_NV2 OXO_KEEP_
+#if OXO_NV >= 3
 #define OXO_IF_NV3 OXO_KEEP_
+#else
+#define OXO_IF_NV3 OXO_EMPTY_
+#endif
+#if OXO_NV >= 4
+#define OXO_IF_NV4 OXO_KEEP_
+#else
 #define OXO_IF_NV4 OXO_EMPTY_
+#endif
 #define OXO_IF_MR5 OXO_KEEP_
 #define OXO_IF_MR6 OXO_KEEP_
+#if OXO_MR >= 7
+#define OXO_IF_MR7 OXO_KEEP_
+#else
 #define OXO_IF_MR7 OXO_EMPTY_
+#endif
+#if OXO_MR >= 8
+#define OXO_IF_MR8 OXO_KEEP_
+#else
 #define OXO_IF_MR8 OXO_EMPTY_
+#endif
 #define OXO_UNROLL_K _Pragma("GCC unroll 2")
 
 /* ---- f32 ---- */
@@ -84,6 +102,6 @@
 static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_probe__avx512(iters); }
 
 const oxo_kernels oxo_f32_kernels_avx512 = {
-    "f32-gemm-6x48-avx512", 6, 48, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512};
+    "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512};
 const oxo_kernels oxo_f64_kernels_avx512 = {
-    "f64-gemm-6x24-avx512", 6, 24, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512};
+    "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512};

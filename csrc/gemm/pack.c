@@ -1,0 +1,94 @@
+/* pack.c: the packers that feed the GEMM engine blocks of B it cannot read in place.
+ *
+ * Every packer has the oxo_pack_b_fn signature: fill rows [p0, p0+kc) x columns
+ * [j0, j0+nc) of image b's B into dst, row-major (dst[p*ld + j]) or transposed
+ * (dst[j*ld + p], for the dot-product tail). Written once per dtype by a macro. */
+#include <string.h>
+
+#include "pack.h"
+
+/* ---- strided B (an oxo_gemm's own description) ---------------------------------------- */
+#define OXO_DEFINE_PACK_STRIDED(T, NAME)                                                       \
+    void NAME(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc, void *dst, \
+              size_t ld, int transposed)                                                       \
+    {                                                                                          \
+        const oxo_gemm *g = (const oxo_gemm *)ctx;                                             \
+        const T *base = (const T *)g->B + (ptrdiff_t)b * g->bs_b + (ptrdiff_t)p0 * g->rs_b;    \
+        const size_t bw = g->b_w ? g->b_w : g->N;                                              \
+        T *out = (T *)dst;                                                                     \
+        /* walk the columns in runs that stay on one image row */                              \
+        for (size_t j = 0; j < nc;) {                                                          \
+            const size_t hi = (j0 + j) / bw, lo = (j0 + j) % bw;                               \
+            const size_t run = bw - lo < nc - j ? bw - lo : nc - j;                            \
+            const T *src = base + (ptrdiff_t)hi * g->cs_bh + (ptrdiff_t)lo * g->cs_bw;         \
+            for (size_t p = 0; p < kc; p++) {                                                  \
+                const T *row = src + (ptrdiff_t)p * g->rs_b;                                   \
+                if (transposed) {                                                              \
+                    for (size_t q = 0; q < run; q++) out[(j + q) * ld + p] = row[(ptrdiff_t)q * g->cs_bw]; \
+                } else if (g->cs_bw == 1) {                                                    \
+                    memcpy(out + p * ld + j, row, run * sizeof(T));                            \
+                } else {                                                                       \
+                    for (size_t q = 0; q < run; q++) out[p * ld + j + q] = row[(ptrdiff_t)q * g->cs_bw]; \
+                }                                                                              \
+            }                                                                                  \
+            j += run;                                                                          \
+        }                                                                                      \
+    }
+OXO_DEFINE_PACK_STRIDED(float, oxo_pack_strided_f32)
+OXO_DEFINE_PACK_STRIDED(double, oxo_pack_strided_f64)
+
+/* ---- im2col -------------------------------------------------------------------------- */
+/* For output row ho and kernel offset (kh, kw): the input row, or -1 in the padding, and the
+ * range [lo, hi) of output columns whose input column is inside the image. */
+static ptrdiff_t in_row(const oxo_im2col *g, size_t ho, size_t kh)
+{
+    const ptrdiff_t h = (ptrdiff_t)ho * g->sh - g->ph + (ptrdiff_t)kh * g->dh;
+    return (h >= 0 && h < (ptrdiff_t)g->x.h) ? h : -1;
+}
+
+static void valid_cols(const oxo_im2col *g, size_t kw, size_t *lo, size_t *hi)
+{
+    /* w = wo*sw - pw + kw*dw must be in [0, W) */
+    const ptrdiff_t off = (ptrdiff_t)kw * g->dw - g->pw;
+    ptrdiff_t a = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    ptrdiff_t z = (ptrdiff_t)g->x.w - 1 - off; /* largest wo*sw */
+    ptrdiff_t e = z < 0 ? 0 : z / g->sw + 1;
+    if (e > (ptrdiff_t)g->wo) e = (ptrdiff_t)g->wo;
+    if (a > e) a = e;
+    *lo = (size_t)a;
+    *hi = (size_t)e;
+}
+
+#define OXO_DEFINE_PACK_IM2COL(T, NAME)                                                        \
+    void NAME(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc, void *dst, \
+              size_t ld, int transposed)                                                       \
+    {                                                                                          \
+        const oxo_im2col *g = (const oxo_im2col *)ctx;                                         \
+        const T *x = (const T *)g->x.data + (ptrdiff_t)b * g->x.sn;                            \
+        const size_t khw = g->kh * g->kw;                                                      \
+        T *out = (T *)dst;                                                                     \
+        const ptrdiff_t dj = transposed ? (ptrdiff_t)ld : 1, dp = transposed ? 1 : (ptrdiff_t)ld; \
+        for (size_t p = 0; p < kc; p++) {                                                      \
+            const size_t q = p0 + p, c = q / khw, kh = (q % khw) / g->kw, kw = q % g->kw;      \
+            size_t lo, hi;                                                                     \
+            valid_cols(g, kw, &lo, &hi);                                                       \
+            const T *xc = x + (ptrdiff_t)c * g->x.sc;                                          \
+            const ptrdiff_t wofs = (ptrdiff_t)kw * g->dw - g->pw;                              \
+            T *o = out + (ptrdiff_t)p * dp;                                                    \
+            for (size_t j = 0; j < nc;) {                                                      \
+                const size_t ho = (j0 + j) / g->wo, wo0 = (j0 + j) % g->wo;                    \
+                const size_t run = g->wo - wo0 < nc - j ? g->wo - wo0 : nc - j;                \
+                const ptrdiff_t h = in_row(g, ho, kh);                                         \
+                for (size_t r = 0; r < run; r++) {                                             \
+                    const size_t wo = wo0 + r;                                                 \
+                    T v = 0;                                                                   \
+                    if (h >= 0 && wo >= lo && wo < hi)                                         \
+                        v = xc[h * g->x.sh + ((ptrdiff_t)wo * g->sw + wofs) * g->x.sw];        \
+                    o[(ptrdiff_t)(j + r) * dj] = v;                                            \
+                }                                                                              \
+                j += run;                                                                      \
+            }                                                                                  \
+        }                                                                                      \
+    }
+OXO_DEFINE_PACK_IM2COL(float, oxo_pack_im2col_f32)
+OXO_DEFINE_PACK_IM2COL(double, oxo_pack_im2col_f64)
