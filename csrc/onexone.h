@@ -116,7 +116,8 @@ extern const oxo_kernels oxo_f32_kernels_avx512, oxo_f64_kernels_avx512;
 /* ---- threads (csrc/threads.c) ------------------------------------------------------------- */
 int oxo_openmp_enabled(void);   /* 1 if built with OpenMP */
 int oxo_max_threads(void);      /* what n_threads=None means now (omp_get_max_threads) */
-int oxo_resolve_threads(int n); /* n <= 0: oxo_max_threads(); else n */
+int oxo_resolve_threads(int n); /* n <= 0: oxo_max_threads(); else n; 1 in a forked child */
+void oxo_threads_init(void);    /* once, at import: fork safety */
 const char *oxo_openmp_library(void); /* path of the OpenMP runtime in use, or NULL */
 
 /* Measured fp32 FMA peak of the active ISA's kernels on n_threads threads, in GFLOP/s
@@ -166,9 +167,10 @@ typedef struct oxo_gemm {
 
 int oxo_gemm_run(const oxo_gemm *g);
 
-/* Block sizes in use (for show_config). */
+/* Cache block sizes in use (for show_config): KC rows of B and NC columns of B form the
+ * block kept in L2; the register tile MR x NR is the kernel set's. */
 typedef struct oxo_blocking {
-    size_t kc, mc, nc;
+    size_t kc, nc;
 } oxo_blocking;
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
 

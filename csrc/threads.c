@@ -8,6 +8,7 @@
 #endif
 #if defined(_OPENMP) && !defined(_WIN32)
 #include <dlfcn.h>
+#include <pthread.h>
 #endif
 
 #include "onexone.h"
@@ -40,7 +41,28 @@ const char *oxo_openmp_library(void)
     return NULL;
 }
 
-int oxo_resolve_threads(int n) { return n > 0 ? n : oxo_max_threads(); }
+/* GNU libgomp's thread pool does not survive fork(): a parallel region in the child waits
+ * forever for the parent's threads. A child of a process that has used onexone therefore
+ * runs single-threaded (as PyTorch does). */
+static volatile int in_forked_child = 0;
+static void mark_forked_child(void) { in_forked_child = 1; }
+
+void oxo_threads_init(void)
+{
+#if defined(_OPENMP) && !defined(_WIN32)
+    static int done = 0;
+    if (!done) {
+        done = 1;
+        pthread_atfork(NULL, NULL, mark_forked_child);
+    }
+#endif
+}
+
+int oxo_resolve_threads(int n)
+{
+    if (in_forked_child) return 1;
+    return n > 0 ? n : oxo_max_threads();
+}
 
 void *oxo_aligned_alloc(size_t bytes)
 {

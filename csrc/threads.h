@@ -7,7 +7,8 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define OXO_PRAGMA_(x) _Pragma(#x)
-#define OXO_PARALLEL(nt) OXO_PRAGMA_(omp parallel num_threads(nt))
+/* A region with one thread never enters the OpenMP runtime (cheaper, and safe after fork). */
+#define OXO_PARALLEL(nt) OXO_PRAGMA_(omp parallel num_threads(nt) if ((nt) > 1))
 #define OXO_THREAD_ID() omp_get_thread_num()
 #define OXO_NUM_THREADS_IN_TEAM() omp_get_num_threads()
 #else

@@ -30,9 +30,7 @@ static size_t kc_for(oxo_dtype dt) { return dt == OXO_F64 ? OXO_KC_F32 / 2 : OXO
 
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 {
-    oxo_blocking b = {kc_for(dt), 0, OXO_NC};
-    const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
-    b.mc = ks ? ks->mr : 0;
+    oxo_blocking b = {kc_for(dt), OXO_NC};
     return b;
 }
 

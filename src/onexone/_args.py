@@ -45,6 +45,9 @@ def result_dtype(**arrays) -> np.dtype:
     float32 and float64 stay; integers and bools promote to float64 as NumPy's float
     arithmetic would; anything else (float16, longdouble, ...) is a TypeError."""
     present = {k: v for k, v in arrays.items() if v is not None}
+    dts = [v.dtype for v in present.values()]
+    if dts[0] in _SUPPORTED and all(d == dts[0] for d in dts):  # the common case, fast
+        return dts[0]
     dt = np.result_type(*present.values())
     if dt.kind in "biu":
         return np.dtype(np.float64)
@@ -64,14 +67,17 @@ def for_kernel(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     copying only when it must (a cast, or a view with byte-misaligned strides)."""
     if a.dtype != dtype:
         return a.astype(dtype)
-    if any(s % a.itemsize for s in a.strides):
+    if not a.flags.aligned and any(s % a.itemsize for s in a.strides):
         return np.ascontiguousarray(a)
     return a
 
 
+MAX_THREADS = 1024  # an int n_threads caps the count; beyond this it is capped here
+
+
 def check_n_threads(n_threads, default: int) -> int:
-    """None -> the default; n >= 1 -> n; -1 -> all cores, -2 -> all but one, ... (as
-    scikit-learn and joblib count)."""
+    """None -> the default; n >= 1 -> n (at most MAX_THREADS); -1 -> all cores, -2 -> all
+    but one, ... (as scikit-learn and joblib count)."""
     if n_threads is None:
         return default
     if isinstance(n_threads, bool):
@@ -86,7 +92,7 @@ def check_n_threads(n_threads, default: int) -> int:
         from . import _core
 
         n = max(1, _core.max_threads() + 1 + n)
-    return n
+    return min(n, MAX_THREADS)
 
 
 def check_activation(activation) -> int:

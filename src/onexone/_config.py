@@ -9,9 +9,6 @@ from typing import Optional
 
 from . import _core
 
-_default_threads: Optional[int] = None
-
-
 def get_num_threads() -> int:
     """The number of threads a call with ``n_threads=None`` uses now.
 
@@ -25,7 +22,7 @@ def get_num_threads() -> int:
     >>> onexone.get_num_threads() >= 1
     True
     """
-    return _default_threads if _default_threads is not None else _core.max_threads()
+    return _core.default_threads()
 
 
 def set_num_threads(n: Optional[int]) -> None:
@@ -40,13 +37,12 @@ def set_num_threads(n: Optional[int]) -> None:
     1
     >>> onexone.set_num_threads(None)
     """
-    global _default_threads
     if n is None:
-        _default_threads = None
+        _core.set_default_threads(0)
         return
     from ._args import check_n_threads
 
-    _default_threads = check_n_threads(n, default=1)
+    _core.set_default_threads(check_n_threads(n, default=1))
 
 
 def available_isas() -> tuple:

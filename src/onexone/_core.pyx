@@ -9,6 +9,7 @@ cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 
 cnp.import_array()
+oxo_threads_init()
 
 
 cdef extern from "onexone.h" nogil:
@@ -26,7 +27,7 @@ cdef extern from "onexone.h" nogil:
         const char *name
         size_t mr, nr, lanes
     ctypedef struct oxo_blocking:
-        size_t kc, mc, nc
+        size_t kc, nc
     ctypedef struct oxo_tensor4:
         const void *data
         size_t n, c, h, w
@@ -42,6 +43,7 @@ cdef extern from "onexone.h" nogil:
     int oxo_max_threads()
     const char *oxo_openmp_library()
     double oxo_probe_peak_gflops(int n_threads, double seconds)
+    void oxo_threads_init()
 
     int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                          ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
@@ -68,6 +70,114 @@ cdef inline int _check(int rc) except -1:
     if rc != OXO_OK:
         raise RuntimeError(f"onexone: internal error {rc}")
     return 0
+
+
+# ---- fast path -------------------------------------------------------------------------------
+# The common call (ndarrays of one float dtype, 4-D x, an (F, C, 1, 1) or (F, C) weight, an
+# optional matching bias, no out or a clean one) is recognized here in well under a
+# microsecond; anything else returns None and the caller runs the full checks in _args.py,
+# which own every error message.
+
+cdef int _default_threads = 0  # 0: omp_get_max_threads(); set by onexone.set_num_threads
+
+
+def set_default_threads(int n):
+    global _default_threads
+    _default_threads = n
+
+
+def default_threads():
+    return _default_threads if _default_threads > 0 else oxo_max_threads()
+
+
+cdef inline bint _plain(object a, int typenum):
+    """An ndarray of this dtype, native byte order, element-aligned."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
+
+
+def conv1x1_fast(x, weight, bias, activation, out, n_threads):
+    if type(x) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray ax = <cnp.ndarray>x
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(ax) != 4:
+        return None
+    if not _plain(x, typenum) or not _plain(weight, typenum):
+        return None
+    cdef cnp.ndarray aw = <cnp.ndarray>weight
+    cdef int wnd = cnp.PyArray_NDIM(aw)
+    cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(aw)
+    if not (wnd == 2 or (wnd == 4 and ws[2] == 1 and ws[3] == 1)):
+        return None
+    cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(ax)
+    cdef cnp.npy_intp f = ws[0]
+    if ws[1] != xs[1]:
+        return None
+    if bias is not None:
+        if not _plain(bias, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1:
+            return None
+        if cnp.PyArray_DIMS(<cnp.ndarray>bias)[0] != f or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
+            return None
+    cdef int act
+    if activation is None:
+        act = 0
+    elif activation == "relu":
+        act = 1
+    elif activation == "relu6":
+        act = 2
+    else:
+        return None
+    cdef int nt
+    if n_threads is None:
+        nt = _default_threads if _default_threads > 0 else 0
+    elif type(n_threads) is int and 0 < n_threads <= 1024:
+        nt = n_threads
+    else:
+        return None
+    cdef cnp.npy_intp oshape[4]
+    oshape[0] = xs[0]
+    oshape[1] = f
+    oshape[2] = xs[2]
+    oshape[3] = xs[3]
+    cdef cnp.ndarray ao
+    if out is None:
+        ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
+    else:
+        if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
+            return None
+        ao = <cnp.ndarray>out
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(ao) and cnp.PyArray_ISWRITEABLE(ao)):
+            return None
+        for i in range(4):
+            if cnp.PyArray_DIMS(ao)[i] != oshape[i]:
+                return None
+        if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
+            return None
+    w2 = aw if wnd == 2 else aw[:, :, 0, 0]
+    return conv1x1_nchw(ax, w2, bias, act, ao, nt)
+
+
+cdef inline bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
+    """Conservative: do the memory extents of a (C-contiguous) and b intersect?"""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *a1 = a0 + cnp.PyArray_NBYTES(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    cdef char *b1 = b0
+    cdef int i
+    cdef cnp.npy_intp extent
+    for i in range(cnp.PyArray_NDIM(b)):
+        if cnp.PyArray_DIMS(b)[i] == 0:
+            return False
+        extent = (cnp.PyArray_DIMS(b)[i] - 1) * cnp.PyArray_STRIDES(b)[i]
+        if extent < 0:
+            b0 += extent
+        else:
+            b1 += extent
+    b1 += cnp.PyArray_ITEMSIZE(b)
+    return a0 < b1 and b0 < a1
 
 
 def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads):
@@ -129,8 +239,10 @@ def kernel_names():
 def blocking():
     cdef oxo_blocking b32 = oxo_gemm_blocking(OXO_F32)
     cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
-    return {"float32": {"KC": b32.kc, "MR": b32.mc, "NC": b32.nc},
-            "float64": {"KC": b64.kc, "MR": b64.mc, "NC": b64.nc}}
+    cdef const oxo_kernels *k32 = oxo_kernels_for(oxo_isa_active(), OXO_F32)
+    cdef const oxo_kernels *k64 = oxo_kernels_for(oxo_isa_active(), OXO_F64)
+    return {"float32": {"KC": b32.kc, "NC": b32.nc, "MR": k32.mr, "NR": k32.nr},
+            "float64": {"KC": b64.kc, "NC": b64.nc, "MR": k64.mr, "NR": k64.nr}}
 
 
 def openmp_enabled():

@@ -1,0 +1,229 @@
+"""Correctness of onexone.conv1x1 against the NumPy references, on every ISA path.
+
+The shape sweep is a covering design rather than a Cartesian product: every C of the spec's
+list meets three F's (and every F three C's), spatial sizes cycle through 1x1, 7x7, 13x17,
+56x56 and the sizes around the vector width (16/8 lanes), the register tile's width
+(48/24/16/8 columns, 6 or 4 rows), NC = 512 columns and KC = 256 (f32) / 128 (f64)
+channels; bias/activation variants cycle along. Each case runs for float32 and float64 on
+every ISA, once on random floats (C-scaled tolerance) and once on small integers (exact).
+"""
+import numpy as np
+import pytest
+
+import onexone
+from onexone import reference
+from oxo_testing import ACTIVATIONS, assert_matches_references, make_inputs, tolerance
+
+CS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
+FS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
+# 1x1, 7x7, 13x17, 56x56, then P around 16/8 lanes and 48/24/16/8-column tiles
+HWS = [(1, 1), (7, 7), (13, 17), (56, 56), (3, 5), (4, 4), (1, 17), (6, 8), (1, 47), (97, 1), (5, 19), (8, 12)]
+VARIANTS = [(False, None), (True, "relu"), (True, None), (False, "relu"), (True, "relu6"), (False, "relu6")]
+MAX_MACS = 3_000_000  # keeps the float64 einsum oracle and the scalar ISA fast
+
+
+def _cases():
+    cases = []
+    k = 0
+
+    def add(n, c, f, h, w, tag):
+        nonlocal k
+        bias, act = VARIANTS[k % len(VARIANTS)]
+        k += 1
+        cases.append(pytest.param(n, c, f, h, w, bias, act, id=f"{tag}-N{n}C{c}F{f}-{h}x{w}-b{int(bias)}-{act}"))
+
+    # every C with three F's, every F with three C's; spatial sizes cycle, largest that fits
+    hw_i = 0
+    for i, c in enumerate(CS):
+        for j in range(3):
+            f = FS[(i + 4 * j + 1) % len(FS)]
+            n = 1 + 2 * ((i + j) % 2)
+            for _ in range(len(HWS)):
+                h, w = HWS[hw_i % len(HWS)]
+                hw_i += 1
+                if n * c * f * h * w <= MAX_MACS:
+                    break
+            else:
+                h, w = 1, 1
+            add(n, c, f, h, w, "sweep")
+    # K blocking: KC = 256 (f32), 128 (f64): just below, at, above one and two blocks
+    for i, c in enumerate([127, 128, 129, 255, 256, 257, 511, 512, 513]):
+        add(1 + 2 * (i % 2), c, (7, 13, 6)[i % 3], 3, 5, "kc")
+    # N blocking: NC = 512 columns (P = H*W), one and two blocks
+    for i, (h, w) in enumerate([(1, 511), (16, 32), (19, 27), (1023, 1), (32, 32), (25, 41)]):
+        add(1 + 2 * (i % 2), (3, 17)[i % 2], (5, 13)[i % 2], h, w, "nc")
+    # whole layers (the benchmark's shapes and a wide 56x56 one)
+    for n, c, f, h, w in [(1, 256, 64, 56, 56), (1, 2048, 512, 7, 7), (1, 192, 16, 28, 28), (3, 65, 63, 56, 56), (1, 300, 300, 13, 17)]:
+        add(n, c, f, h, w, "layer")
+    # register tiles: rows (MR = 6, scalar 4) and columns around 8/16/24/48/96
+    for i, p in enumerate([7, 8, 9, 15, 16, 17, 23, 24, 25, 47, 48, 49, 95, 96, 97]):
+        add(1, (2, 16, 65)[i % 3], (4, 5, 6, 7, 12, 13)[i % 6], 1, p, "tile")
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("n, c, f, h, w, bias, activation", CASES)
+def test_sweep_random(isa, dtype, rng, n, c, f, h, w, bias, activation):
+    x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=bias)
+    y = onexone.conv1x1(x, wt.reshape(f, c, 1, 1), b, activation=activation)
+    assert_matches_references(y, x, wt, b, activation)
+
+
+@pytest.mark.parametrize("n, c, f, h, w, bias, activation", CASES)
+def test_sweep_exact_integers(isa, dtype, rng, n, c, f, h, w, bias, activation):
+    x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=bias, integer=True)
+    y = onexone.conv1x1(x, wt, b, activation=activation)
+    assert_matches_references(y, x, wt, b, activation, exact=True)
+
+
+def test_sweep_covers_the_spec():
+    """The covering design really covers: every C and F of the spec's list, with several
+    partners each, the named spatial sizes, both batch sizes, every bias/activation variant."""
+    seen_c, seen_f, seen_hw, seen_n, seen_var = {}, {}, set(), set(), set()
+    for p in CASES:
+        n, c, f, h, w, bias, act = p.values
+        seen_c.setdefault(c, set()).add(f)
+        seen_f.setdefault(f, set()).add(c)
+        seen_hw.add((h, w))
+        seen_n.add(n)
+        seen_var.add((bias, act))
+    for c in CS:
+        assert len(seen_c[c]) >= 3, c
+    for f in FS:
+        assert len(seen_f[f]) >= 3, f
+    assert {(1, 1), (7, 7), (13, 17), (56, 56)} <= seen_hw
+    assert {h * w for h, w in seen_hw} >= {511, 512, 513, 1023, 1024, 1025, 47, 48, 49, 15, 16, 17}
+    assert seen_n == {1, 3}
+    assert seen_var == set(VARIANTS)
+
+
+def test_tolerance_is_meaningful():
+    """The float32 tolerance is far below the effect of one wrong product term."""
+    tol = tolerance(300, np.float32, 4.0, 4.0)
+    assert 1e-4 < tol < 0.01
+
+
+def test_float64_is_computed_in_float64(isa):
+    """1 + 2**-40 is not a float32: a float64 kernel that computes in float32 loses it."""
+    x = np.zeros((1, 3, 2, 20))
+    x[0, 0] = 1.0
+    x[0, 1] = 2.0**-40
+    x[0, 2] = 2.0**-45
+    w = np.ones((2, 3))
+    y = onexone.conv1x1(x, w, np.array([0.0, 2.0**-50]))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y[0, 0], 1 + 2.0**-40 + 2.0**-45)
+    np.testing.assert_array_equal(y[0, 1], 1 + 2.0**-40 + 2.0**-45 + 2.0**-50)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_3d_input_is_one_image(isa, dtype, rng, activation):
+    x, w, b = make_inputs(rng, (17, 9, 11), 13, dtype, bias=True, integer=True)
+    y = onexone.conv1x1(x, w, b, activation=activation)
+    assert y.shape == (13, 9, 11)
+    assert_matches_references(y, x, w, b, activation, exact=True)
+    np.testing.assert_array_equal(y, onexone.conv1x1(x[None], w, b, activation=activation)[0])
+
+
+def test_weight_2d_and_4d_agree(isa, dtype, rng):
+    x, w, b = make_inputs(rng, (2, 33, 7, 9), 10, dtype, bias=True)
+    y2 = onexone.conv1x1(x, w, b)
+    y4 = onexone.conv1x1(x, w[:, :, None, None], b)
+    np.testing.assert_array_equal(y2, y4)
+    assert_matches_references(y2, x, w, b)
+
+
+def test_relu_and_relu6_clip(isa, dtype):
+    """Values straddling 0 and 6: relu and relu6 cut exactly there (bias-only rows)."""
+    x = np.ones((1, 1, 1, 50), dtype)
+    w = np.zeros((12, 1), dtype)
+    b = np.array([-10, -1, -0.5, 0, 0.5, 1, 5.5, 6, 6.5, 7, 100, -100], dtype)
+    ref = b[None, :, None, None] * np.ones((1, 1, 1, 50), dtype)
+    np.testing.assert_array_equal(onexone.conv1x1(x, w, b), ref)
+    np.testing.assert_array_equal(onexone.conv1x1(x, w, b, activation="relu"), np.maximum(ref, 0))
+    np.testing.assert_array_equal(onexone.conv1x1(x, w, b, activation="relu6"), np.clip(ref, 0, 6))
+
+
+# ---- NaN and Inf ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_inf_propagate_like_the_reference(isa, dtype, rng, activation):
+    x, w, b = make_inputs(rng, (2, 21, 3, 37), 9, dtype, bias=True, integer=True)
+    x[0, 1, 1, 2] = np.nan
+    x[1, 2, 0, 0] = np.inf
+    x[1, 3, 2, 36] = -np.inf
+    x[0, 20, 2, 17] = np.inf
+    w[2, :] = 0  # 0 * Inf and 0 * NaN are NaN: the zero row must not be skipped
+    w[3, 3] = 0
+    w[4, 20] = 0
+    w[5, 7] = np.nan
+    b[6] = np.nan
+    b[7] = np.inf
+    b[8] = -np.inf
+    with np.errstate(invalid="ignore"):
+        y = onexone.conv1x1(x, w, b, activation=activation)
+        ref = reference.conv1x1_naive(x, w, b, activation=activation)
+        ref2 = reference.conv1x1(x, w, b, activation=activation)
+    np.testing.assert_array_equal(y, ref)  # NaNs compare equal position by position
+    np.testing.assert_array_equal(y, ref2)
+    # the spec's two examples, explicitly
+    assert np.isnan(y[0, 2, 1, 2]) and np.isnan(y[1, 2, 0, 0])  # 0*NaN, 0*Inf
+    assert np.isnan(y[:, 5]).all()  # a NaN weight poisons its whole row
+    assert np.isnan(y[:, 6]).all()  # ReLU(NaN) is NaN
+    if activation is None:
+        assert np.isposinf(y[0, 7, 0, 0]) and np.isneginf(y[0, 8, 0, 0])
+    else:
+        assert y[0, 8, 0, 0] == 0  # ReLU(-Inf)
+        assert y[0, 7, 0, 0] == (np.inf if activation == "relu" else 6)
+
+
+def test_zero_weight_times_inf_is_nan_everywhere(isa, dtype):
+    """A weight of all zeros must still multiply: every output next to an Inf is NaN."""
+    x = np.full((1, 70, 5, 53), np.inf, dtype)
+    w = np.zeros((7, 70), dtype)
+    y = onexone.conv1x1(x, w, activation="relu")
+    assert np.isnan(y).all()
+
+
+# ---- empty shapes, C == 0 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "xshape, F",
+    [((0, 3, 4, 4), 2), ((2, 3, 0, 4), 2), ((2, 3, 4, 0), 2), ((2, 3, 4, 4), 0), ((0, 0, 0, 0), 0), ((3, 0, 5), 2)],
+)
+def test_zero_size_gives_empty_result(isa, dtype, xshape, F):
+    C = xshape[-3]
+    x = np.ones(xshape, dtype)
+    w = np.ones((F, C, 1, 1), dtype)
+    b = np.ones(F, dtype)
+    y = onexone.conv1x1(x, w, b, activation="relu")
+    expected_shape = (F,) + xshape[1:] if len(xshape) == 3 else (xshape[0], F) + xshape[2:]
+    assert y.shape == expected_shape
+    assert y.dtype == dtype
+    assert y.shape == reference.conv1x1(x, w, b, activation="relu").shape
+    out = np.empty(expected_shape, dtype)
+    assert onexone.conv1x1(x, w, b, out=out) is out
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("xshape", [(2, 0, 3, 50), (0, 1, 1), (1, 0, 1, 1)])
+def test_zero_channels_give_the_bias(isa, dtype, activation, xshape):
+    F = 6
+    x = np.empty(xshape, dtype)
+    w = np.empty((F, 0), dtype)
+    b = np.array([-3, -0.5, 0.5, 4, 7, np.nan], dtype)
+    out_shape = (xshape[0], F) + xshape[2:] if len(xshape) == 4 else (F,) + xshape[1:]
+    out = np.full(out_shape, 12345, dtype)  # must be overwritten, not accumulated into
+    y = onexone.conv1x1(x, w, b, activation=activation, out=out)
+    assert y is out
+    per_f = reference.activate(b.copy(), activation)
+    expected = np.broadcast_to(per_f.reshape((F, 1, 1) if len(xshape) == 3 else (1, F, 1, 1)), out_shape)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(y, reference.conv1x1_naive(x, w, b, activation=activation))
+    # and without a bias: zeros
+    y0 = onexone.conv1x1(x, w, activation=activation, out=np.full(out_shape, np.nan, dtype))
+    np.testing.assert_array_equal(y0, np.zeros(out_shape, dtype))

@@ -1,0 +1,269 @@
+"""Threads: results bitwise independent of the thread count, the thread-count settings, many
+Python threads calling at once, and the GIL released during the C call."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import onexone
+from onexone import reference
+from oxo_testing import assert_matches_references, same_bits
+
+# (id, N, C, F, H, W, x view): shapes where the work is split over threads by images, by
+# column blocks of the pixels, and (small P, deep C) by row blocks of F.
+SPLIT_SHAPES = [
+    ("r50.c2.reduce", 1, 256, 64, 56, 56, None),
+    ("r50.c5.reduce", 1, 2048, 512, 7, 7, None),
+    ("batch3", 3, 96, 40, 28, 28, None),
+    ("pixels1_deep", 1, 2048, 512, 1, 1, None),
+    ("strided_x", 1, 128, 40, 30, 30, "step_w"),
+    ("fortran_x", 2, 70, 33, 17, 19, "fortran"),
+]
+
+
+def _split_inputs(dtype, n, c, f, h, w, view):
+    rng = np.random.default_rng(c * 1000 + f)
+    if view == "step_w":
+        x = rng.standard_normal((n, c, h, 2 * w)).astype(dtype)[..., ::2]
+    elif view == "fortran":
+        x = np.asfortranarray(rng.standard_normal((n, c, h, w)).astype(dtype))
+    else:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    return x, wt, b
+
+
+@pytest.mark.parametrize("case", SPLIT_SHAPES, ids=[s[0] for s in SPLIT_SHAPES])
+def test_bitwise_identical_for_any_thread_count(isa, dtype, case):
+    _, n, c, f, h, w, view = case
+    x, wt, b = _split_inputs(dtype, n, c, f, h, w, view)
+    y1 = onexone.conv1x1(x, wt, b, activation="relu", n_threads=1)
+    for nt in (2, 3, 8, None, -1):
+        y = onexone.conv1x1(x, wt, b, activation="relu", n_threads=nt)
+        assert same_bits(y, y1), f"n_threads={nt} differs from n_threads=1"
+    # and the common result is right
+    assert_matches_references(y1, x, wt, b, "relu")
+
+
+@pytest.mark.parametrize("nt", [2**31, 2**40])
+def test_huge_n_threads_is_a_cap_not_an_error(nt):
+    """Spec: an int n_threads caps the thread count; a cap beyond the machine means all cores."""
+    x = np.ones((1, 64, 8, 8), np.float32)
+    w = np.ones((16, 64), np.float32)
+    y = onexone.conv1x1(x, w, n_threads=nt)
+    np.testing.assert_array_equal(y, np.full((1, 16, 8, 8), 64, np.float32))
+
+
+# ---- settings ------------------------------------------------------------------------------
+
+
+def _omp_max():
+    return onexone.show_config(mode="dicts")["threads"]["omp_max_threads"]
+
+
+def test_set_and_get_num_threads():
+    default = onexone.get_num_threads()
+    assert default >= 1
+    assert default == _omp_max()
+    onexone.set_num_threads(3)
+    assert onexone.get_num_threads() == 3
+    assert onexone.show_config(mode="dicts")["threads"]["default"] == 3
+    onexone.set_num_threads(1)
+    assert onexone.get_num_threads() == 1
+    onexone.set_num_threads(None)
+    assert onexone.get_num_threads() == default
+
+
+def test_set_num_threads_negative_counts_back_from_all_cores():
+    onexone.set_num_threads(-1)
+    assert onexone.get_num_threads() == _omp_max()
+    onexone.set_num_threads(-2)
+    assert onexone.get_num_threads() == max(1, _omp_max() - 1)
+    onexone.set_num_threads(-10_000)
+    assert onexone.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), ("2", TypeError), (1.5, TypeError), (True, TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    onexone.set_num_threads(2)
+    with pytest.raises(exc, match="n_threads"):
+        onexone.set_num_threads(bad)
+    assert onexone.get_num_threads() == 2  # unchanged
+
+
+def test_set_num_threads_is_the_default_for_calls(rng):
+    x = rng.standard_normal((1, 256, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((64, 256)).astype(np.float32)
+    y1 = onexone.conv1x1(x, w, n_threads=1)
+    for n in (1, 2, 8):
+        onexone.set_num_threads(n)
+        assert same_bits(onexone.conv1x1(x, w), y1)
+
+
+def test_set_num_threads_huge_then_call():
+    """A huge default must not make every later call fail."""
+    onexone.set_num_threads(2**40)
+    y = onexone.conv1x1(np.ones((1, 4, 2, 2)), np.ones((3, 4)))
+    np.testing.assert_array_equal(y, np.full((1, 3, 2, 2), 4.0))
+
+
+def _child(code, **env):
+    full = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "ONEXONE_ISA")}
+    full.update(env)
+    r = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_default_threads_honour_omp_num_threads():
+    code = "import onexone; print(onexone.get_num_threads(), onexone.show_config(mode='dicts')['threads']['openmp'])"
+    one, omp = _child(code, OMP_NUM_THREADS="1").split()
+    three, _ = _child(code, OMP_NUM_THREADS="3").split()
+    assert int(one) == 1
+    assert int(three) == (3 if omp == "True" else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs os.sched_getaffinity")
+def test_default_threads_are_all_usable_cores():
+    cfg = onexone.show_config(mode="dicts")["threads"]
+    n = int(_child("import onexone; print(onexone.get_num_threads())"))
+    assert n == (len(os.sched_getaffinity(0)) if cfg["openmp"] else 1)
+
+
+def test_threadpoolctl_limits_apply():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not onexone.show_config(mode="dicts")["threads"]["openmp"]:
+        pytest.skip("built without OpenMP")
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert onexone.get_num_threads() == 1
+
+
+# ---- many Python threads at once ----------------------------------------------------------
+
+
+def _concurrent_cases(rng):
+    def arr(*shape, dt=np.float32):
+        return rng.standard_normal(shape).astype(dt)
+
+    return [
+        (arr(1, 64, 28, 28), arr(32, 64), arr(32), "relu", None),
+        (arr(2, 33, 13, 17, dt=np.float64), arr(65, 33, dt=np.float64), None, None, 2),
+        (arr(1, 256, 7, 7), arr(128, 256), arr(128), "relu6", 1),
+        (arr(3, 17, 30, 60)[..., ::2], arr(15, 17), None, "relu", 2),  # packed x
+        (np.asfortranarray(arr(1, 300, 9, 9, dt=np.float64)), arr(16, 300, dt=np.float64), None, None, None),
+        (arr(96, 14, 14), arr(24, 96), arr(24), None, 3),  # 3-D x
+        (arr(1, 16, 56, 56), arr(96, 16, 1, 1), None, "relu", 2),
+        (arr(1, 513, 5, 5), arr(7, 513), arr(7), None, 1),
+    ]
+
+
+def _run_concurrently(calls, repeats=4):
+    """Run calls[i]() in thread i, all released together, `repeats` times each."""
+    barrier = threading.Barrier(len(calls))
+    results = [[] for _ in calls]
+    errors = []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            for _ in range(repeats):
+                results[i].append(calls[i]())
+        except BaseException as e:  # noqa: BLE001 - reported in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors
+    return results
+
+
+def test_8_threads_different_shapes(isa, rng):
+    cases = _concurrent_cases(rng)
+    assert len(cases) == 8
+    serial = [onexone.conv1x1(x, w, b, activation=a, n_threads=nt) for x, w, b, a, nt in cases]
+    for y, (x, w, b, a, _) in zip(serial, cases):
+        assert_matches_references(y, x, w, b, a)
+    calls = [lambda c=c: onexone.conv1x1(c[0], c[1], c[2], activation=c[3], n_threads=c[4]) for c in cases]
+    results = _run_concurrently(calls)
+    for i, rs in enumerate(results):
+        for y in rs:
+            assert same_bits(y, serial[i]), f"thread {i} differs from the serial result"
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_8_threads_same_shape(isa, rng, dt):
+    x = rng.standard_normal((2, 128, 20, 20)).astype(dt)
+    w = rng.standard_normal((64, 128)).astype(dt)
+    b = rng.standard_normal(64).astype(dt)
+    serial = onexone.conv1x1(x, w, b, activation="relu")
+    outs = [np.empty_like(serial) for _ in range(8)]
+    calls = [lambda o=o, i=i: onexone.conv1x1(x, w, b, activation="relu", out=o, n_threads=1 + i % 3).copy()
+             for i, o in enumerate(outs)]
+    for rs in _run_concurrently(calls):
+        for y in rs:
+            assert same_bits(y, serial)
+
+
+def test_gil_is_released_during_the_call():
+    """While one long call runs (tens to hundreds of ms on one thread), another Python thread
+    keeps running. It ticks once per ~1 ms sleep, and only counts ticks while the call is in
+    flight. With the GIL held through the C call it could tick at most once or twice (at the
+    call's edges); released, it ticks for the whole call."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 256, 56, 56), dtype=np.float32)
+    w = rng.standard_normal((256, 256), dtype=np.float32)
+    in_call = threading.Event()
+    finished = threading.Event()
+    ticks = [0]
+
+    def ticker():
+        while not finished.is_set():
+            if in_call.is_set():
+                ticks[0] += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        time.sleep(0.01)
+        in_call.set()
+        t0 = time.perf_counter()
+        y = onexone.conv1x1(x, w, n_threads=1)
+        elapsed = time.perf_counter() - t0
+        in_call.clear()
+    finally:
+        finished.set()
+        t.join()
+    assert ticks[0] >= 10, f"only {ticks[0]} ticks of another thread during a {elapsed * 1e3:.0f} ms call"
+    np.testing.assert_allclose(y[3], reference.conv1x1(x[3], w), rtol=0, atol=0.02)
+
+
+def test_forked_child_runs_single_threaded_instead_of_hanging():
+    """libgomp's pool does not survive fork(); a child that calls onexone must not hang."""
+    import multiprocessing as mp
+
+    x = np.arange(1 * 64 * 28 * 28, dtype=np.float32).reshape(1, 64, 28, 28) % 7
+    w = (np.arange(32 * 64, dtype=np.float32).reshape(32, 64) % 5) - 2
+    expected = onexone.conv1x1(x, w, n_threads=2)  # the parent's pool now exists
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=lambda: q.put(onexone.conv1x1(x, w, n_threads=2)))
+    p.start()
+    try:  # read before join: a child cannot exit while its queue still holds data
+        got = q.get(timeout=60)
+    except Exception:
+        got = None
+    p.join(10)
+    if p.is_alive():
+        p.kill()
+    assert got is not None, "onexone hung in a forked child"
+    np.testing.assert_array_equal(got, expected)
