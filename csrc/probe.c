@@ -16,6 +16,18 @@ static double now_s(void)
 
 static volatile float probe_sink;
 
+typedef struct probe_job {
+    const oxo_kernels *ks;
+    long iters;
+} probe_job;
+
+static void probe_thread(void *arg, int tid)
+{
+    const probe_job *j = (const probe_job *)arg;
+    (void)tid;
+    probe_sink = j->ks->fma_probe(j->iters);
+}
+
 double oxo_probe_peak_gflops(int n_threads, double seconds)
 {
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), OXO_F32);
@@ -33,11 +45,9 @@ double oxo_probe_peak_gflops(int n_threads, double seconds)
         dt = now_s() - t0;
     }
     iters = (long)((double)iters * seconds / dt) + 1;
+    probe_job job = {ks, iters};
     double start = now_s();
-    OXO_PARALLEL(nt)
-    {
-        probe_sink = ks->fma_probe(iters);
-    }
+    const int ran = oxo_parallel(nt, probe_thread, &job);
     const double wall = now_s() - start;
-    return (double)nt * (double)iters * flop_per_round / wall * 1e-9;
+    return (double)ran * (double)iters * flop_per_round / wall * 1e-9;
 }

@@ -1,4 +1,24 @@
-/* threads.c: thread counts and scratch memory. */
+/* threads.c: onexone's thread pool, thread counts and scratch memory.
+ *
+ * How many threads: OpenMP decides. omp_get_max_threads() is the default, so OMP_NUM_THREADS,
+ * omp_set_num_threads() and threadpoolctl's threadpool_limits() apply to onexone exactly as
+ * to any OpenMP library. A build without OpenMP cannot honour those limits and runs
+ * single-threaded.
+ *
+ * Who runs the parallel loops: a small pthread pool, not OpenMP's. GNU libgomp's idle workers
+ * busy-wait (GOMP_SPINCOUNT pause loops, about 7 ms by default on Zen 4) without ever
+ * yielding the core; OpenBLAS's idle workers (NumPy's BLAS) spin with sched_yield(). On a
+ * 2-core machine, a NumPy matmul after an OpenMP call then waits for libgomp's spinner to be
+ * preempted: 60x slower pairs. Shortening libgomp's spin trades that for a wake-up on every
+ * call, and the woken worker tends to land on the caller's core (the other one is busy with
+ * OpenBLAS's spinner), running both serially. So onexone's idle workers do what OpenBLAS's
+ * do: spin with sched_yield() for a short while (OXO_SPIN_NS; back-to-back calls find them
+ * awake, and a spinning worker gives its core to any other runnable thread), then sleep.
+ *
+ * One job at a time: if another thread of the process is using the pool, a call runs on its
+ * calling thread alone (no oversubscription; results do not depend on the thread count).
+ * After fork() the child starts with an empty pool and makes new workers when needed.
+ */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* dladdr */
 #endif
@@ -6,14 +26,21 @@
 #ifdef _WIN32
 #include <malloc.h>
 #endif
-#if defined(_OPENMP) && !defined(_WIN32)
-#include <dlfcn.h>
-#include <pthread.h>
-#endif
 
 #include "onexone.h"
 #include "threads.h"
 
+#if defined(_OPENMP) && !defined(_WIN32)
+#define OXO_POOL 1
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+#endif
+
+/* ---- thread counts ----------------------------------------------------------------------- */
 int oxo_openmp_enabled(void)
 {
 #ifdef _OPENMP
@@ -41,29 +68,176 @@ const char *oxo_openmp_library(void)
     return NULL;
 }
 
-/* GNU libgomp's thread pool does not survive fork(): a parallel region in the child waits
- * forever for the parent's threads. A child of a process that has used onexone therefore
- * runs single-threaded (as PyTorch does). */
-static volatile int in_forked_child = 0;
-static void mark_forked_child(void) { in_forked_child = 1; }
-
-void oxo_threads_init(void)
+int oxo_resolve_threads(int n)
 {
-#if defined(_OPENMP) && !defined(_WIN32)
-    static int done = 0;
-    if (!done) {
-        done = 1;
-        pthread_atfork(NULL, NULL, mark_forked_child);
-    }
+#ifdef OXO_POOL
+    return n > 0 ? n : oxo_max_threads();
+#else
+    (void)n;
+    return 1;
 #endif
 }
 
-int oxo_resolve_threads(int n)
+/* ---- the pool ------------------------------------------------------------------------------ */
+#ifdef OXO_POOL
+
+enum { OXO_MAX_WORKERS = 1023 };
+#define OXO_SPIN_NS 2000000L /* idle workers spin-yield this long before they sleep */
+
+typedef struct job {
+    oxo_thread_fn fn;
+    void *ctx;
+    atomic_int pending; /* workers not yet done */
+} job;
+
+/* A worker's slot: NULL (idle), a job posted by the caller, or TAKEN once the worker has
+ * claimed it. The caller takes back (CAS job -> NULL) a job no worker claimed by the time its
+ * own share is done, so a worker that wakes late never delays a call. */
+#define TAKEN ((job *)1)
+
+typedef struct worker {
+    pthread_t thread;
+    int tid;
+    job *_Atomic todo;
+    int sleeping;      /* under pool.lock */
+    pthread_cond_t wake;
+} worker;
+
+static struct {
+    pthread_mutex_t submit; /* held by the thread whose job the pool runs */
+    pthread_mutex_t lock;   /* sleeping flags and condition variables */
+    int nworkers;
+    worker *workers[OXO_MAX_WORKERS];
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+
+static long long now_ns(void)
 {
-    if (in_forked_child) return 1;
-    return n > 0 ? n : oxo_max_threads();
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+static void *worker_main(void *arg)
+{
+    worker *w = (worker *)arg;
+    for (;;) {
+        job *j = atomic_load_explicit(&w->todo, memory_order_acquire);
+        if (!j) {
+            const long long t0 = now_ns();
+            while (!(j = atomic_load_explicit(&w->todo, memory_order_acquire)) &&
+                   now_ns() - t0 < OXO_SPIN_NS)
+                sched_yield();
+        }
+        if (!j) {
+            pthread_mutex_lock(&pool.lock);
+            while (!(j = atomic_load_explicit(&w->todo, memory_order_acquire))) {
+                w->sleeping = 1;
+                pthread_cond_wait(&w->wake, &pool.lock);
+                w->sleeping = 0;
+            }
+            pthread_mutex_unlock(&pool.lock);
+        }
+        job *expected = j;
+        if (j == TAKEN || !atomic_compare_exchange_strong(&w->todo, &expected, TAKEN)) continue;
+        j->fn(j->ctx, w->tid);
+        atomic_store_explicit(&w->todo, NULL, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+/* Make sure workers 1..n-1 exist; returns how many threads can run (<= n). */
+static int grow(int n)
+{
+    if (n - 1 > OXO_MAX_WORKERS) n = OXO_MAX_WORKERS + 1;
+    while (pool.nworkers < n - 1) {
+        worker *w = (worker *)calloc(1, sizeof(worker));
+        if (!w) break;
+        w->tid = pool.nworkers + 1;
+        atomic_init(&w->todo, NULL);
+        pthread_cond_init(&w->wake, NULL);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int rc = pthread_create(&w->thread, &attr, worker_main, w);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            pthread_cond_destroy(&w->wake);
+            free(w);
+            break;
+        }
+        pool.workers[pool.nworkers++] = w;
+    }
+    return pool.nworkers + 1 < n ? pool.nworkers + 1 : n;
+}
+
+static void before_fork(void) { pthread_mutex_lock(&pool.submit); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&pool.submit); }
+static void after_fork_child(void)
+{
+    /* the workers did not come along: forget them (their memory is the parent's to keep) */
+    pool.nworkers = 0;
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_mutex_unlock(&pool.submit);
+}
+
+void oxo_threads_init(void)
+{
+    static int done = 0;
+    if (!done) {
+        done = 1;
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    }
+}
+
+int oxo_parallel(int nt, oxo_thread_fn fn, void *ctx)
+{
+    if (nt <= 1 || pthread_mutex_trylock(&pool.submit) != 0) {
+        fn(ctx, 0); /* one thread, or the pool is busy with another caller's job */
+        return 1;
+    }
+    nt = grow(nt);
+    job j;
+    j.fn = fn;
+    j.ctx = ctx;
+    atomic_init(&j.pending, nt - 1);
+    for (int t = 1; t < nt; t++) {
+        worker *w = pool.workers[t - 1];
+        atomic_store_explicit(&w->todo, &j, memory_order_release);
+    }
+    pthread_mutex_lock(&pool.lock);
+    for (int t = 1; t < nt; t++) {
+        worker *w = pool.workers[t - 1];
+        if (w->sleeping) pthread_cond_signal(&w->wake);
+    }
+    pthread_mutex_unlock(&pool.lock);
+
+    fn(ctx, 0);
+
+    for (int t = 1; t < nt; t++) { /* take back what nobody started */
+        job *expected = &j;
+        if (atomic_compare_exchange_strong(&pool.workers[t - 1]->todo, &expected, NULL))
+            atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed);
+    }
+    while (atomic_load_explicit(&j.pending, memory_order_acquire) > 0) sched_yield();
+    pthread_mutex_unlock(&pool.submit);
+    return nt;
+}
+
+#else /* no pool: everything on the calling thread */
+
+void oxo_threads_init(void) {}
+
+int oxo_parallel(int nt, oxo_thread_fn fn, void *ctx)
+{
+    (void)nt;
+    fn(ctx, 0);
+    return 1;
+}
+
+#endif
+
+/* ---- scratch memory -------------------------------------------------------------------- */
 void *oxo_aligned_alloc(size_t bytes)
 {
     if (bytes == 0) bytes = 64;

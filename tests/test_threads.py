@@ -248,7 +248,7 @@ def test_gil_is_released_during_the_call():
 
 
 def test_forked_child_runs_single_threaded_instead_of_hanging():
-    """libgomp's pool does not survive fork(); a child that calls onexone must not hang."""
+    """Threads do not survive fork(); a child that calls onexone must neither hang nor differ."""
     import multiprocessing as mp
 
     x = np.arange(1 * 64 * 28 * 28, dtype=np.float32).reshape(1, 64, 28, 28) % 7

@@ -4,7 +4,7 @@
  *
  * GotoBLAS/BLIS structure, vectorized along N (the pixels of an NCHW image):
  *
- *   tasks (b, row block, column block) split over threads      -- OpenMP, static
+ *   units (image, row part, column part), taken by threads     -- pool, dynamic
  *     for kc-block of K (KC)                                    -- C partials stay in cache
  *       [pack B's kc x nc block if B's columns are not contiguous]
  *       for micro-panel of rows (MR)                            -- A micro-panel MR x KC in L1
@@ -14,6 +14,7 @@
  * Every output element is computed by exactly one thread with one FMA chain over K in
  * order, so the result does not depend on the thread count.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,20 +183,36 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     }
 }
 
-/* Cut each image's C into m_parts x n_parts so that batch * parts is a multiple of the
- * thread count. Cut columns when W is the smaller operand (each thread then reads all of W
+/* Cut each image's C into m_parts x n_parts so that there are about OXO_UNITS_PER_THREAD
+ * units per thread (batch * parts a multiple of that, for balance). Threads take units
+ * dynamically, so a thread that starts late (asleep, or its core busy with another process)
+ * delays nothing. Cut columns when W is the smaller operand (each unit then reads all of W
  * and its share of x), rows otherwise. */
+#ifndef OXO_UNITS_PER_THREAD
+#define OXO_UNITS_PER_THREAD 4
+#endif
+
+static size_t gcd(size_t a, size_t b)
+{
+    while (b) {
+        const size_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
 static void partition(plan *pl, int *nt)
 {
     const oxo_gemm *g = pl->g;
     const size_t lanes = pl->ks->lanes;
-    size_t a = (size_t)*nt, bt = g->reduce_batch ? 1 : g->batch;
-    while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* a = gcd(nt, batch) */
-    const size_t parts = (size_t)*nt / a;
+    const size_t images = g->reduce_batch ? 1 : g->batch;
+    const size_t want = *nt > 1 ? (size_t)*nt * OXO_UNITS_PER_THREAD : 1;
+    const size_t parts = want / gcd(want, images);
     const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr);
     pl->m_parts = pl->n_parts = 1;
     if (parts > 1) {
-        const int cut_columns = g->M < g->N ? max_n >= parts : max_m < parts;
+        const int cut_columns = g->M < g->N ? max_n >= parts || max_n >= max_m : max_m < parts && max_n > max_m;
         if (cut_columns) pl->n_parts = parts < max_n ? parts : max_n;
         else pl->m_parts = parts < max_m ? parts : max_m;
     }
@@ -203,8 +220,29 @@ static void partition(plan *pl, int *nt)
     pl->n_parts = cdiv(g->N, pl->n_size);
     pl->m_size = round_up(cdiv(g->M, pl->m_parts), pl->mr);
     pl->m_parts = cdiv(g->M, pl->m_size);
-    pl->units = (g->reduce_batch ? 1 : g->batch) * pl->m_parts * pl->n_parts;
+    pl->units = images * pl->m_parts * pl->n_parts;
     if ((size_t)*nt > pl->units) *nt = (int)pl->units;
+}
+
+/* What every thread of one call shares: the plan, the scratch, the next unit to take. */
+typedef struct run {
+    const plan *pl;
+    char *scratch;
+    size_t per_thread, bpack_bytes, tpack_bytes;
+    atomic_size_t next;
+} run;
+
+static void run_thread(void *arg, int tid)
+{
+    run *r = (run *)arg;
+    char *mine = r->scratch ? r->scratch + r->per_thread * (size_t)tid : NULL;
+    char *bpack = r->bpack_bytes ? mine : NULL;
+    char *tpack = r->tpack_bytes ? mine + r->bpack_bytes : NULL;
+    for (;;) {
+        const size_t u = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+        if (u >= r->pl->units) break;
+        run_unit(r->pl, u, bpack, tpack);
+    }
 }
 
 int oxo_gemm_run(const oxo_gemm *g)
@@ -254,15 +292,8 @@ int oxo_gemm_run(const oxo_gemm *g)
         if (!scratch) return OXO_ENOMEM;
     }
 
-    OXO_PARALLEL(nt)
-    {
-        const int tid = OXO_THREAD_ID(), nth = OXO_NUM_THREADS_IN_TEAM();
-        const size_t u0 = pl.units * (size_t)tid / (size_t)nth;
-        const size_t u1 = pl.units * (size_t)(tid + 1) / (size_t)nth;
-        char *mine = scratch ? scratch + per_thread * (size_t)tid : NULL;
-        char *bpack = bpack_bytes ? mine : NULL, *tpack = tpack_bytes ? mine + bpack_bytes : NULL;
-        for (size_t u = u0; u < u1; u++) run_unit(&pl, u, bpack, tpack);
-    }
+    run r = {&pl, scratch, per_thread, bpack_bytes, tpack_bytes, 0};
+    oxo_parallel(nt, run_thread, &r);
     oxo_aligned_free(scratch);
     return OXO_OK;
 }
