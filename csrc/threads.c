@@ -5,15 +5,18 @@
  * to any OpenMP library. A build without OpenMP cannot honour those limits and runs
  * single-threaded.
  *
- * Who runs the parallel loops: a small pthread pool, not OpenMP's. GNU libgomp's idle workers
- * busy-wait (GOMP_SPINCOUNT pause loops, about 7 ms by default on Zen 4) without ever
- * yielding the core; OpenBLAS's idle workers (NumPy's BLAS) spin with sched_yield(). On a
- * 2-core machine, a NumPy matmul after an OpenMP call then waits for libgomp's spinner to be
- * preempted: 60x slower pairs. Shortening libgomp's spin trades that for a wake-up on every
- * call, and the woken worker tends to land on the caller's core (the other one is busy with
- * OpenBLAS's spinner), running both serially. So onexone's idle workers do what OpenBLAS's
- * do: spin with sched_yield() for a short while (OXO_SPIN_NS; back-to-back calls find them
- * awake, and a spinning worker gives its core to any other runnable thread), then sleep.
+ * Who runs the parallel loops: a small pthread pool, not OpenMP's, because of how idle
+ * threads wait. GNU libgomp's idle workers busy-wait (GOMP_SPINCOUNT pause loops, about 7 ms
+ * by default on Zen 4); NumPy's OpenBLAS idle workers busy-wait too (a nop/rdtsc loop for
+ * 2^28 cycles, ~0.1 s, never yielding). On a 2-core machine, alternating calls then starve
+ * each other's second thread until the scheduler preempts a spinner: 60x slower pairs.
+ * onexone cannot change OpenBLAS, so its own workers wait the one way that wins the core
+ * back: they sleep, and a sleeping thread that is woken preempts a busy-waiting one (a
+ * spinning thread, having used its share, does not). They spin only while jobs come in a
+ * tight loop: a worker whose last job came within OXO_SPIN_NS of the one before spins up to
+ * OXO_SPIN_NS (pause, no syscalls) before it sleeps, so back-to-back calls find it awake.
+ * And the caller never waits for a worker that has not started: once the caller's own share
+ * is done it takes back the job from any worker that has not claimed it.
  *
  * One job at a time: if another thread of the process is using the pool, a call runs on its
  * calling thread alone (no oversubscription; results do not depend on the thread count).
@@ -82,7 +85,7 @@ int oxo_resolve_threads(int n)
 #ifdef OXO_POOL
 
 enum { OXO_MAX_WORKERS = 1023 };
-#define OXO_SPIN_NS 2000000L /* idle workers spin-yield this long before they sleep */
+#define OXO_SPIN_NS 20000LL /* see above; measured with benches and python -m onexone bench */
 
 typedef struct job {
     oxo_thread_fn fn;
@@ -117,16 +120,26 @@ static long long now_ns(void)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+static void pause_a_little(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    for (int i = 0; i < 16; i++) __builtin_ia32_pause();
+#else
+    for (volatile int i = 0; i < 16; i++) {
+    }
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = (worker *)arg;
+    long long idle_since = now_ns(), last_gap = 0;
     for (;;) {
         job *j = atomic_load_explicit(&w->todo, memory_order_acquire);
-        if (!j) {
-            const long long t0 = now_ns();
+        if (!j && last_gap < OXO_SPIN_NS) { /* jobs are coming back to back: stay awake */
             while (!(j = atomic_load_explicit(&w->todo, memory_order_acquire)) &&
-                   now_ns() - t0 < OXO_SPIN_NS)
-                sched_yield();
+                   now_ns() - idle_since < OXO_SPIN_NS)
+                pause_a_little();
         }
         if (!j) {
             pthread_mutex_lock(&pool.lock);
@@ -137,11 +150,14 @@ static void *worker_main(void *arg)
             }
             pthread_mutex_unlock(&pool.lock);
         }
+        last_gap = now_ns() - idle_since;
         job *expected = j;
-        if (j == TAKEN || !atomic_compare_exchange_strong(&w->todo, &expected, TAKEN)) continue;
-        j->fn(j->ctx, w->tid);
-        atomic_store_explicit(&w->todo, NULL, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+        if (j != TAKEN && atomic_compare_exchange_strong(&w->todo, &expected, TAKEN)) {
+            j->fn(j->ctx, w->tid);
+            atomic_store_explicit(&w->todo, NULL, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+        }
+        idle_since = now_ns();
     }
     return NULL;
 }
