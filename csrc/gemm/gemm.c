@@ -38,6 +38,7 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return cdiv(a, b) * b; }
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Is column j of B at B + j (the fast path that needs no packing)? */
 static int b_columns_contiguous(const oxo_gemm *g)
@@ -53,8 +54,8 @@ typedef struct plan {
     const oxo_gemm *g;
     const oxo_kernels *ks;
     size_t es, kc, mr, nr;
-    size_t m_parts, n_parts; /* how each image's C is cut between threads */
-    size_t m_size, n_size;   /* rows / columns of a part (the last may be shorter) */
+    size_t m_parts, n_parts; /* how each image's C is cut between threads: part r of R */
+    size_t m_grains, n_grains; /* covers grains [r*G/R, (r+1)*G/R) of MR rows / vector columns */
     size_t units;
     int pack_b;                 /* B blocks are packed (not read in place) */
     oxo_pack_b_fn packer;       /* and come from here */
@@ -168,9 +169,11 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     const oxo_gemm *g = pl->g;
     const size_t b = unit / (pl->m_parts * pl->n_parts); /* 0 with reduce_batch */
     const size_t r = unit % (pl->m_parts * pl->n_parts);
-    const size_t i0 = (r / pl->n_parts) * pl->m_size, j0 = (r % pl->n_parts) * pl->n_size;
-    const size_t i1 = i0 + pl->m_size < g->M ? i0 + pl->m_size : g->M;
-    size_t j1 = j0 + pl->n_size < g->N ? j0 + pl->n_size : g->N;
+    const size_t rm = r / pl->n_parts, rn = r % pl->n_parts, lanes = pl->ks->lanes;
+    const size_t i0 = rm * pl->m_grains / pl->m_parts * pl->mr;
+    const size_t j0 = rn * pl->n_grains / pl->n_parts * lanes;
+    const size_t i1 = min_size((rm + 1) * pl->m_grains / pl->m_parts * pl->mr, g->M);
+    size_t j1 = min_size((rn + 1) * pl->n_grains / pl->n_parts * lanes, g->N);
     if (i0 >= i1 || j0 >= j1) return;
     const size_t ntail = j1 > pl->n_main ? j1 - pl->n_main : 0;
     j1 -= ntail;
@@ -209,17 +212,15 @@ static void partition(plan *pl, int *nt)
     const size_t images = g->reduce_batch ? 1 : g->batch;
     const size_t want = *nt > 1 ? (size_t)*nt * OXO_UNITS_PER_THREAD : 1;
     const size_t parts = want / gcd(want, images);
-    const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr);
+    const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr); /* parts' floor */
     pl->m_parts = pl->n_parts = 1;
     if (parts > 1) {
         const int cut_columns = g->M < g->N ? max_n >= parts || max_n >= max_m : max_m < parts && max_n > max_m;
         if (cut_columns) pl->n_parts = parts < max_n ? parts : max_n;
         else pl->m_parts = parts < max_m ? parts : max_m;
     }
-    pl->n_size = round_up(cdiv(g->N, pl->n_parts), lanes);
-    pl->n_parts = cdiv(g->N, pl->n_size);
-    pl->m_size = round_up(cdiv(g->M, pl->m_parts), pl->mr);
-    pl->m_parts = cdiv(g->M, pl->m_size);
+    pl->n_grains = cdiv(g->N, lanes);
+    pl->m_grains = cdiv(g->M, pl->mr);
     pl->units = images * pl->m_parts * pl->n_parts;
     if ((size_t)*nt > pl->units) *nt = (int)pl->units;
 }
