@@ -33,7 +33,9 @@ COMMON_SOURCES = [
     "csrc/gemm/gemm.c",
     "csrc/gemm/pack.c",
     "csrc/conv/conv1x1.c",
+    "csrc/conv/conv2d.c",
     "csrc/kernels/scalar/gemm-scalar.c",
+    "csrc/kernels/scalar/direct-scalar.c",
 ]
 
 # ISA-specific micro-kernels: (source, gcc/clang flags, msvc flags)

@@ -14,6 +14,7 @@
 #define ONEXONE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,6 +88,42 @@ typedef struct oxo_dot_tile {
 
 typedef void (*oxo_dot_ukernel)(const oxo_dot_tile *t);
 
+/* The direct-convolution micro-kernel (csrc/kernels/direct_vec_template.h; the driver is
+ * csrc/conv/conv2d.c). The output pixels of one image are laid on a "grid" of lanes in which
+ * every kernel tap reads the input at a fixed offset (stride-1 rows of pitch G: lane
+ * j = ho*G + wo), so a tap is one (masked) vector load per vector of lanes, read in place:
+ *
+ *     acc[i][v, l] = sum over channel blocks of cb, taps q, channels c of the block:
+ *                    W[i, c*taps + q] * X(c, q, v, l)
+ *     W[i, p]        = w[i*rs_w + p*cs_w]                       (m rows: output channels)
+ *     X(c, q, v, l)  = x[c*cs_x + tap_off[q] + v*lanes + l]  if bit l of tap_mask[q*nv + v]
+ *                      is set, else 0 (padding, lanes past the output row)
+ *
+ * for nv vectors v of `lanes` lanes l; then act(acc + bias[i]) is stored once: the lanes set
+ * in st_mask[v*st_segs + s] go to y[i*rs_y + st_off[v*st_segs + s] + l] (a segment for each
+ * output row the vector touches). The whole reduction runs in registers: an
+ * element's sum is one FMA chain in the fixed order (channel block, tap, channel), whatever
+ * the tile or thread that computes it. Masked-off lanes are never read or written. */
+typedef struct oxo_direct_tile {
+    size_t m, nv;         /* rows <= direct_mr, vectors <= direct_nv */
+    size_t c, taps, cb;   /* channels, taps (KH*KW), channels per block (>= 1) */
+    const void *w;
+    ptrdiff_t rs_w, cs_w;
+    const void *x;        /* lane 0 of the tile at channel 0 (tap offsets are relative) */
+    ptrdiff_t cs_x;
+    const ptrdiff_t *tap_off; /* [taps] */
+    const uint32_t *tap_mask; /* [taps * nv] */
+    void *y;              /* the output plane of row 0 (st_off counts from its pixel 0) */
+    ptrdiff_t rs_y;
+    const ptrdiff_t *st_off;  /* [nv * st_segs] */
+    const uint32_t *st_mask;  /* [nv * st_segs]; 0: an unused segment */
+    size_t st_segs;
+    const void *bias;     /* m values or NULL */
+    int act;
+} oxo_direct_tile;
+
+typedef void (*oxo_direct_ukernel)(const oxo_direct_tile *t);
+
 /* A kernel set: what one ISA provides for one dtype. */
 typedef struct oxo_kernels {
     const char *name;      /* e.g. "f32-gemm-6x48-avx512" */
@@ -98,6 +135,8 @@ typedef struct oxo_kernels {
     /* FMA throughput probe: `iters` rounds of 12 independent vector FMA chains
      * (12 * lanes * 2 FLOP a round); returns a value that depends on every chain. */
     float (*fma_probe)(long iters);
+    oxo_direct_ukernel direct; /* handles any m <= direct_mr, nv <= direct_nv (of `lanes`) */
+    size_t direct_mr, direct_nv;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -188,6 +227,30 @@ typedef struct oxo_tensor4 {
 int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                      ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
                      int n_threads);
+
+/* KxK convolution (csrc/conv/conv2d.c). Output pixel (ho, wo) reads input pixel
+ * (ho*sh - ph + kh*dh, wo*sw - pw + kw*dw) for tap (kh, kw); reads outside the image are
+ * zeros (ph, pw are the top/left padding; ho, wo, computed by the caller, imply the
+ * bottom/right one, so asymmetric "same" padding needs nothing more). */
+typedef struct oxo_conv2d_geom {
+    size_t kh, kw;     /* kernel size */
+    size_t ho, wo;     /* output size */
+    ptrdiff_t sh, sw;  /* stride >= 1 */
+    ptrdiff_t ph, pw;  /* top / left padding >= 0 */
+    ptrdiff_t dh, dw;  /* dilation >= 1 */
+} oxo_conv2d_geom;
+
+/* y (N, F, Ho, Wo), C-contiguous, = act(conv2d(x, w) + bias); w is (F, C*KH*KW) with
+ * strides (rs_w, cs_w), its columns in (c, kh, kw) order; bias F values or NULL.
+ *  - direct: the direct kernel above, no im2col buffer (strided or over-padded inputs are
+ *    first copied once into a zero-padded, stride-phase-split image of about x's size);
+ *  - im2col: one oxo_gemm whose B blocks are packed from the implicit im2col matrix. */
+int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                           ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                           const void *bias, int act, void *y, int n_threads);
+int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                           ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                           const void *bias, int act, void *y, int n_threads);
 
 #ifdef __cplusplus
 }

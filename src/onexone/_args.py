@@ -205,3 +205,138 @@ def check_conv1x1(x, weight, bias, activation, out, op: str = "conv1x1") -> Conv
         result=out,
         dtype=dtype,
     )
+
+
+# ---- conv2d --------------------------------------------------------------------------------
+
+ALGORITHMS = ("auto", "direct", "im2col")
+
+
+class Conv2dArgs(NamedTuple):
+    x: np.ndarray  # (N, C, H, W), kernel-ready
+    w: np.ndarray  # (F, C*KH*KW), kernel-ready, any strides (columns in (c, kh, kw) order)
+    bias: Optional[np.ndarray]  # (F,) contiguous, or None
+    act: int
+    out: np.ndarray  # (N, F, Ho, Wo) C-contiguous
+    result: np.ndarray  # what the caller returns: out, or its (F, Ho, Wo) view
+    dtype: np.dtype
+    geom: tuple  # (kh, kw, sh, sw, ph, pw, dh, dw): ph, pw the top/left padding
+    algorithm: str  # "auto", "direct" or "im2col"
+
+
+def _pair(value, name: str, minimum: int) -> tuple:
+    """An int or a pair of ints (h, w), each >= minimum, as a pair."""
+    what = f"{name} must be an int or a pair of ints (h, w), got {value!r}"
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
+        raise TypeError(what)
+    try:
+        pair = (operator.index(value),) * 2
+    except TypeError:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise TypeError(what) from None
+        if len(items) != 2 or any(isinstance(v, (bool, np.bool_)) for v in items):
+            raise TypeError(what) from None
+        try:
+            pair = tuple(operator.index(v) for v in items)
+        except TypeError:
+            raise TypeError(what) from None
+    if min(pair) < minimum:
+        rule = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
+    return pair
+
+
+def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
+    """((top, bottom), (left, right)) from an int, a pair, "valid" or "same" (as PyTorch:
+    "same" pads d*(k-1) in all, the odd one at the bottom/right; stride 1 only)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions (stride={stride})"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(
+            f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}"
+        )
+    ph, pw = _pair(padding, "padding", 0)
+    return (ph, ph), (pw, pw)
+
+
+def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
+                 op: str = "conv2d") -> Conv2dArgs:
+    x = as_array(x, "x")
+    weight = as_array(weight, "weight")
+    bias = None if bias is None else as_array(bias, "bias")
+    dtype = result_dtype(x=x, weight=weight, bias=bias)
+    act = check_activation(activation)
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}; expected one of {', '.join(map(repr, ALGORITHMS))}"
+        )
+
+    single = x.ndim == 3
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op} expects x of shape (N, C, H, W) or (C, H, W), got x of shape {x.shape}"
+        )
+    x4 = x[None] if single else x
+    if weight.ndim != 4:
+        raise ValueError(
+            f"{op} expects a weight of shape (F, C, KH, KW), got weight of shape {weight.shape}"
+        )
+    f, c, kh, kw = weight.shape
+    if kh < 1 or kw < 1:
+        raise ValueError(
+            f"{op} expects a kernel of at least 1x1, got weight of shape {weight.shape}"
+        )
+    if x4.shape[1] != c:
+        raise ValueError(
+            f"weight of shape {weight.shape} expects x with {c} channels, "
+            f"got x of shape {x.shape}"
+        )
+    if bias is not None and bias.shape != (f,):
+        raise ValueError(
+            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
+            f"expected bias of shape ({f},)"
+        )
+
+    sh, sw = _pair(stride, "stride", 1)
+    dh, dw = _pair(dilation, "dilation", 1)
+    (pt, pb), (pl, pr) = _padding(padding, (kh, kw), (sh, sw), (dh, dw))
+    n, _, h, w = x4.shape
+    hp, wp = h + pt + pb, w + pl + pr
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if hp < eh or wp < ew:
+        dilated = f" (dilated to ({eh}, {ew}))" if (dh, dw) != (1, 1) else ""
+        raise ValueError(
+            f"kernel of size ({kh}, {kw}){dilated} is larger than the padded input of size "
+            f"({hp}, {wp}) (x of shape {x.shape}, padding ({pt}, {pl}))"
+        )
+    ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
+
+    shape = (f, ho, wo) if single else (n, f, ho, wo)
+    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
+    if out is None:
+        out = np.empty(shape, dtype)
+    out4 = out[None] if single else out
+
+    return Conv2dArgs(
+        x=for_kernel(x4, dtype),
+        w=for_kernel(weight, dtype).reshape(f, c * kh * kw),  # a view whenever the strides allow
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
+        act=act,
+        out=out4,
+        result=out,
+        dtype=dtype,
+        geom=(kh, kw, sh, sw, pt, pl, dh, dw),
+        algorithm=algorithm,
+    )

@@ -48,6 +48,15 @@ cdef extern from "onexone.h" nogil:
     int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                          ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
                          int n_threads)
+    ctypedef struct oxo_conv2d_geom:
+        size_t kh, kw, ho, wo
+        ptrdiff_t sh, sw, ph, pw, dh, dw
+    int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                               ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                               const void *bias, int act, void *y, int n_threads)
+    int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                               ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                               const void *bias, int act, void *y, int n_threads)
 
 
 cdef inline oxo_dtype _dtype_code(cnp.ndarray a):
@@ -199,6 +208,52 @@ def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, i
         rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, pb, act, py, n_threads)
     _check(rc)
     return out
+
+
+# ---- conv2d --------------------------------------------------------------------------------
+# x (N, C, H, W) and out (N, F, Ho, Wo) as for conv1x1; w is the weight viewed as
+# (F, C*KH*KW), any strides; geom = (kh, kw, sh, sw, ph, pw, dh, dw), the top/left padding
+# (Ho, Wo come from out, so they carry any extra bottom/right padding).
+
+ctypedef int (*_conv2d_fn)(oxo_dtype, const oxo_tensor4 *, const void *, ptrdiff_t, ptrdiff_t,
+                          size_t, const oxo_conv2d_geom *, const void *, int, void *, int) nogil
+
+
+cdef object _conv2d(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
+                    cnp.ndarray out, int n_threads):
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
+    cdef oxo_conv2d_geom g
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = geom
+    g.ho = cnp.PyArray_DIMS(out)[2]
+    g.wo = cnp.PyArray_DIMS(out)[3]
+    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
+    cdef ptrdiff_t rs_w = cnp.PyArray_STRIDES(w)[0] // item
+    cdef ptrdiff_t cs_w = cnp.PyArray_STRIDES(w)[1] // item
+    cdef size_t f = cnp.PyArray_DIMS(w)[0]
+    cdef const void *pb = NULL
+    if bias is not None:
+        pb = cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef void *py = cnp.PyArray_DATA(out)
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef oxo_dtype dt = _dtype_code(x)
+    cdef int rc
+    with nogil:
+        rc = fn(dt, &tx, pw, rs_w, cs_w, f, &g, pb, act, py, n_threads)
+    _check(rc)
+    return out
+
+
+def conv2d_direct_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, cnp.ndarray out,
+                       int n_threads):
+    """out = act(conv2d(x, w) + bias) by the direct kernel (oxo_conv2d_direct_nchw)."""
+    return _conv2d(oxo_conv2d_direct_nchw, x, w, bias, geom, act, out, n_threads)
+
+
+def conv2d_im2col_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, cnp.ndarray out,
+                       int n_threads):
+    """out = act(conv2d(x, w) + bias) by im2col blocks and the GEMM engine (oxo_conv2d_im2col_nchw)."""
+    return _conv2d(oxo_conv2d_im2col_nchw, x, w, bias, geom, act, out, n_threads)
 
 
 # ---- configuration -------------------------------------------------------------------------

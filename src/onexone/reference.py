@@ -4,6 +4,9 @@
   bias and activation; it is the baseline onexone's benchmarks compare with.
 * :func:`conv1x1_naive` follows the definition with ``np.einsum`` in float64, rounding once
   to the result dtype at the end: the oracle for small tests.
+* :func:`conv2d` is the NumPy im2col a user writes for a KxK kernel (``sliding_window_view``
+  of the zero-padded input, copied into the (C*KH*KW, Ho*Wo) matrix, then ``np.matmul``);
+  :func:`conv2d_naive` sums ``np.einsum`` over the kernel taps in float64: the oracle.
 
 Both take the same arguments, check them the same way and return the same shapes and
 dtypes as :func:`onexone.conv1x1`; ``n_threads`` is accepted and ignored (NumPy's BLAS
@@ -15,9 +18,9 @@ from typing import Optional
 
 import numpy as np
 
-from ._args import check_conv1x1, check_n_threads
+from ._args import check_conv1x1, check_conv2d, check_n_threads
 
-__all__ = ["conv1x1", "conv1x1_naive", "activate"]
+__all__ = ["conv1x1", "conv1x1_naive", "conv2d", "conv2d_naive", "activate"]
 
 
 def activate(y: np.ndarray, act) -> np.ndarray:
@@ -82,6 +85,109 @@ def conv1x1_naive(
     a = check_conv1x1(x, weight, bias, activation, out, op="reference.conv1x1_naive")
     check_n_threads(n_threads, 1)
     y = np.einsum("fc,nchw->nfhw", a.w.astype(np.float64), a.x.astype(np.float64))
+    if a.bias is not None:
+        y += a.bias.astype(np.float64)[None, :, None, None]
+    activate(y, a.act)
+    a.out[...] = y
+    return a.result
+
+
+def _padded(a, dtype) -> np.ndarray:
+    """The zero-padded input of checked conv2d arguments ``a``, as (N, C, Hp, Wp) with exactly
+    the rows and columns the output reads (bottom/right padding included, unread ones cut)."""
+    kh, kw, sh, sw, ph, pw, dh, dw = a.geom
+    n, c, h, w = a.x.shape
+    ho, wo = a.out.shape[2:]
+    hp, wp = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    xp = np.zeros((n, c, hp, wp), dtype)
+    rows, cols = min(h, hp - ph), min(w, wp - pw)
+    xp[:, :, ph : ph + rows, pw : pw + cols] = a.x[:, :, :rows, :cols]
+    return xp
+
+
+def conv2d(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    activation: Optional[str] = None,
+    out: Optional[np.ndarray] = None,
+    algorithm: str = "auto",
+    n_threads: Optional[int] = None,
+) -> np.ndarray:
+    """NumPy baseline: im2col by ``sliding_window_view``, then ``np.matmul`` + bias + activation.
+
+    Same arguments, checks, shapes and dtypes as :func:`onexone.conv2d`; ``algorithm`` is
+    checked and ignored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onexone import reference
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> reference.conv2d(x, np.ones((1, 1, 3, 3)), stride=2, padding=1)[0, 0]
+    array([[10., 24.],
+           [51., 90.]])
+    """
+    a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
+                     op="reference.conv2d")
+    check_n_threads(n_threads, 1)
+    kh, kw, sh, sw, ph, pw, dh, dw = a.geom
+    n, f, ho, wo = a.out.shape
+    c = a.x.shape[1]
+    xp = _padded(a, a.dtype)
+    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, Ho, Wo, KH, KW)
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)  # the im2col copy
+    y = a.out.reshape(n, f, ho * wo)  # a view: out is C-contiguous
+    np.matmul(a.w, cols, out=y)
+    if a.bias is not None:
+        y += a.bias[:, None]
+    activate(y, a.act)
+    return a.result
+
+
+def conv2d_naive(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    activation: Optional[str] = None,
+    out: Optional[np.ndarray] = None,
+    algorithm: str = "auto",
+    n_threads: Optional[int] = None,
+) -> np.ndarray:
+    """The definition, in float64, one ``np.einsum`` per kernel tap over the padded input:
+    ``y[n,f,ho,wo] = act(sum_{c,kh,kw} w[f,c,kh,kw] xpad[n,c,ho*sh+kh*dh,wo*sw+kw*dw] + b[f])``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onexone import reference
+    >>> reference.conv2d_naive(np.ones((1, 3, 3)), np.ones((2, 1, 2, 2)), padding="same")[0]
+    array([[4., 4., 2.],
+           [4., 4., 2.],
+           [2., 2., 1.]])
+    """
+    a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
+                     op="reference.conv2d_naive")
+    check_n_threads(n_threads, 1)
+    kh, kw, sh, sw, ph, pw, dh, dw = a.geom
+    n, f, ho, wo = a.out.shape
+    c = a.x.shape[1]
+    xp = _padded(a, np.float64)
+    w4 = a.w.astype(np.float64).reshape(f, c, kh, kw)
+    y = np.zeros((n, f, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+            y += np.einsum("fc,nchw->nfhw", w4[:, :, i, j], tap)
     if a.bias is not None:
         y += a.bias.astype(np.float64)[None, :, None, None]
     activate(y, a.act)

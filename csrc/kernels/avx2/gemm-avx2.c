@@ -5,6 +5,8 @@
  * Tile:     broadcast kernel 6 rows x 2 ymm (6x16 f32, 6x8 f64): 12 accumulators, 2 B vectors
  *           and 1 broadcast, 15 of the 16 ymm registers. dot kernel up to 4 x 4... bounded by
  *           16 registers the compiler spills a little there; it only runs on narrow edges.
+ *           direct convolution kernel (direct_vec_template.h, oxo_direct_tile): 6 output
+ *           channels x 2 ymm of output pixels, masks as vmaskmov lane vectors.
  * ISA:      AVX2 + FMA3, compiled with -mavx2 -mfma only in this file.
  * Edges:    vmaskmov loads/stores (fault-suppressing) on the last vector; m < 6 by the instance
  *           compiled for that m. Nothing outside the tile is read or written.
@@ -22,6 +24,9 @@
 #define OXO_IF_MR7 OXO_EMPTY_
 #define OXO_IF_MR8 OXO_EMPTY_
 #define OXO_UNROLL_K _Pragma("GCC unroll 2")
+/* direct convolution (direct_vec_template.h): 6 output channels x 2 ymm of output pixels */
+#define OXO_DIRECT_MR 6
+#define OXO_DIRECT_NV 2
 
 static inline __m256i oxo_mask32_avx2(int n)
 {
@@ -32,6 +37,17 @@ static inline __m256i oxo_mask64_avx2(int n)
 {
     const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
+}
+/* lane mask from bits (bit l set: lane l on), for the direct kernel */
+static inline __m256i oxo_maskbits32_avx2(unsigned b)
+{
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), bit), bit);
+}
+static inline __m256i oxo_maskbits64_avx2(unsigned b)
+{
+    const __m256i bit = _mm256_setr_epi64x(1, 2, 4, 8);
+    return _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((long long)b), bit), bit);
 }
 static inline float oxo_hsum_ps_avx2(__m256 v)
 {
@@ -65,7 +81,9 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_MIN(a, b) _mm256_min_ps(a, b)
 #define OXO_HSUM(v) oxo_hsum_ps_avx2(v)
 #define OXO_NAME(x) oxo_f32_##x##__avx2
+#define OXO_MASKBITS(b) oxo_maskbits32_avx2(b)
 #include "../gemm_vec_template.h"
+#include "../direct_vec_template.h"
 #undef OXO_T
 #undef OXO_V
 #undef OXO_L
@@ -83,6 +101,7 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #undef OXO_MIN
 #undef OXO_HSUM
 #undef OXO_NAME
+#undef OXO_MASKBITS
 
 /* ---- f64 ---- */
 #define OXO_T double
@@ -102,11 +121,15 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_MIN(a, b) _mm256_min_pd(a, b)
 #define OXO_HSUM(v) oxo_hsum_pd_avx2(v)
 #define OXO_NAME(x) oxo_f64_##x##__avx2
+#define OXO_MASKBITS(b) oxo_maskbits64_avx2(b)
 #include "../gemm_vec_template.h"
+#include "../direct_vec_template.h"
 
 static float oxo_f64_fma_probe_as_f32__avx2(long iters) { return oxo_f64_fma_probe__avx2(iters); }
 
 const oxo_kernels oxo_f32_kernels_avx2 = {
-    "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4, oxo_f32_fma_probe__avx2};
+    "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4, oxo_f32_fma_probe__avx2,
+    oxo_f32_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV};
 const oxo_kernels oxo_f64_kernels_avx2 = {
-    "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4, oxo_f64_fma_probe_as_f32__avx2};
+    "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4, oxo_f64_fma_probe_as_f32__avx2,
+    oxo_f64_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV};

@@ -1,0 +1,432 @@
+/* conv2d.c: the KxK convolution over NCHW, two algorithms.
+ *
+ *   y[n, f, ho, wo] = act(sum_{c, kh, kw} w[f, c, kh, kw] * x[n, c, ho*sh - ph + kh*dh,
+ *                                                             wo*sw - pw + kw*dw] + bias[f])
+ *
+ * im2col: one call of the GEMM engine, Y[n] (F x Ho*Wo) = W (F x C*KH*KW) @ B[n], where B[n] is
+ * the im2col matrix of image n, never materialized: the engine asks oxo_pack_im2col_* for
+ * the cache blocks it needs.
+ *
+ * direct: no im2col matrix. The output pixels of an image are laid on a grid of lanes
+ * j = ho*G + wo (G, the pitch, >= Wo; lanes with wo >= Wo are computed by nobody) in which
+ * every tap (kh, kw) reads the input at one fixed offset from j:
+ *   - stride 1, rows of unit stride: the input itself, G = its row stride:
+ *     x[c, ho - ph + kh*dh, wo - pw + kw*dw] = x_c[j + (kh*dh - ph)*G + (kw*dw - pw)],
+ *     with the padding (and the wrap into the neighbouring row) masked off per lane;
+ *   - otherwise (stride > 1, a strided or over-padded input) a zero-padded copy of x split
+ *     into its sh x sw stride phases (the space-to-depth of the padded image; about x's
+ *     size, not KH*KW times it), where the convolution has stride 1 and needs no padding.
+ * The tiles of the grid (direct_nv vectors) and of F (direct_mr rows) go to the ISA's
+ * direct micro-kernel (csrc/kernels/direct_vec_template.h), which runs the whole reduction
+ * in registers and stores each output once, bias and activation fused.
+ *
+ * Threads: the work is cut into units (image, rows of F, range of grid vectors), taken by
+ * the pool's threads one by one; an output element is computed by exactly one unit with a
+ * reduction order that depends only on the shape, so the result does not depend on the
+ * thread count.
+ */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../gemm/pack.h"
+#include "../onexone.h"
+#include "../threads.h"
+
+enum { OXO_DIRECT_MIN_FLOPS_PER_THREAD = 1 << 18, OXO_DIRECT_L1_BYTES = 24 * 1024 };
+
+static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
+static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* ---- im2col ------------------------------------------------------------------------------ */
+int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                           ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                           const void *bias, int act, void *y, int n_threads)
+{
+    const oxo_im2col ctx = {*x, geom->kh, geom->kw, geom->ho, geom->wo, geom->sh, geom->sw,
+                            geom->ph, geom->pw, geom->dh, geom->dw};
+    const size_t p = geom->ho * geom->wo;
+    oxo_gemm g = {0};
+    g.dtype = dt;
+    g.batch = x->n;
+    g.M = f;
+    g.N = p;
+    g.K = x->c * geom->kh * geom->kw;
+    g.A = w;
+    g.rs_a = rs_w;
+    g.cs_a = cs_w;
+    g.pack_b = dt == OXO_F64 ? oxo_pack_im2col_f64 : oxo_pack_im2col_f32;
+    g.pack_ctx = &ctx;
+    g.C = y;
+    g.bs_c = (ptrdiff_t)(f * p);
+    g.rs_c = (ptrdiff_t)p;
+    g.bias = bias;
+    g.bias_mode = bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
+    g.act = act;
+    g.n_threads = n_threads;
+    return oxo_gemm_run(&g);
+}
+
+/* ---- direct ------------------------------------------------------------------------------ */
+typedef struct dplan {
+    const oxo_kernels *ks;
+    const oxo_conv2d_geom *g;
+    size_t es, lanes, mr, nv;
+    size_t n, c, h, w, f;    /* x (N, C, H, W), F output channels */
+    size_t taps, cb;         /* KH*KW; channels per block of the micro-kernel */
+    const char *wt;          /* weight (F, C*taps) */
+    ptrdiff_t rs_w, cs_w;
+    const char *bias;
+    int act;
+    char *y;                 /* (N, F, Ho*Wo) */
+    size_t plane;            /* Ho*Wo */
+    /* where the micro-kernel reads: the input itself or its padded phase-split copy */
+    int in_place;
+    const char *src;         /* image 0, channel 0, grid lane 0 */
+    ptrdiff_t src_n, src_c;  /* image and channel strides, elements */
+    size_t pitch;            /* G */
+    ptrdiff_t *tap_off;      /* [taps] */
+    size_t grid_lanes, nvec; /* Ho*G lanes, in nvec vectors */
+    size_t segs;             /* store segments per vector */
+    /* work split */
+    size_t f_parts, v_parts, f_size, v_size, units;
+    size_t scratch_per_thread;
+} dplan;
+
+/* Masks of the tile whose vectors are [va, va + nvt): for every tap, which lanes read the
+ * input; for every vector, the output-row segments to store. */
+static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask, uint32_t *rowbits,
+                       uint32_t *colbits, ptrdiff_t *st_off, uint32_t *st_mask)
+{
+    const oxo_conv2d_geom *g = p->g;
+    const size_t L = p->lanes, G = p->pitch;
+    memset(st_mask, 0, nvt * p->segs * sizeof *st_mask);
+    for (size_t v = 0; v < nvt; v++) {
+        uint32_t valid = 0;
+        if (p->in_place) {
+            memset(rowbits, 0, g->kh * sizeof *rowbits);
+            memset(colbits, 0, g->kw * sizeof *colbits);
+        }
+        size_t s = 0, seg_row = (size_t)-1;
+        for (size_t l = 0; l < L; l++) {
+            const size_t j = (va + v) * L + l;
+            if (j >= p->grid_lanes) break;
+            const size_t ho = j / G, wo = j % G;
+            if (wo >= g->wo) continue; /* past the output row: nobody's */
+            const uint32_t bit = 1u << l;
+            valid |= bit;
+            if (p->in_place) { /* stride 1: input row ho - ph + kh*dh, column wo - pw + kw*dw */
+                for (size_t kh = 0; kh < g->kh; kh++) {
+                    const ptrdiff_t r = (ptrdiff_t)ho - g->ph + (ptrdiff_t)kh * g->dh;
+                    if (r >= 0 && r < (ptrdiff_t)p->h) rowbits[kh] |= bit;
+                }
+                for (size_t kw = 0; kw < g->kw; kw++) {
+                    const ptrdiff_t cc = (ptrdiff_t)wo - g->pw + (ptrdiff_t)kw * g->dw;
+                    if (cc >= 0 && cc < (ptrdiff_t)p->w) colbits[kw] |= bit;
+                }
+            }
+            if (p->segs == 1) { /* G == Wo: y index = grid lane */
+                st_off[v] = (ptrdiff_t)((va + v) * L);
+                st_mask[v] |= bit;
+            } else {
+                if (ho != seg_row) { /* a new output row: a new segment */
+                    if (seg_row != (size_t)-1) s++;
+                    seg_row = ho;
+                    st_off[v * p->segs + s] = (ptrdiff_t)(ho * g->wo + wo) - (ptrdiff_t)l;
+                }
+                st_mask[v * p->segs + s] |= bit;
+            }
+        }
+        for (size_t kh = 0, q = 0; kh < g->kh; kh++) {
+            for (size_t kw = 0; kw < g->kw; kw++, q++)
+                tap_mask[q * nvt + v] = p->in_place ? (valid & rowbits[kh] & colbits[kw]) : valid;
+        }
+    }
+}
+
+/* One unit: image b, output channels [f0, f1), grid vectors [v0, v1). */
+static void run_unit(const dplan *p, size_t u, char *scratch)
+{
+    const size_t per_image = p->f_parts * p->v_parts;
+    const size_t b = u / per_image, r = u % per_image;
+    const size_t f0 = (r / p->v_parts) * p->f_size, v0 = (r % p->v_parts) * p->v_size;
+    const size_t f1 = min_sz(f0 + p->f_size, p->f), v1 = min_sz(v0 + p->v_size, p->nvec);
+    if (f0 >= f1 || v0 >= v1) return;
+
+    uint32_t *tap_mask = (uint32_t *)scratch;
+    uint32_t *rowbits = tap_mask + p->taps * p->nv;
+    uint32_t *colbits = rowbits + p->g->kh;
+    uint32_t *st_mask = colbits + p->g->kw;
+    ptrdiff_t *st_off = (ptrdiff_t *)(scratch + cdiv((size_t)((char *)(st_mask + p->nv * p->segs) - scratch), 64) * 64);
+
+    oxo_direct_tile t;
+    t.c = p->c;
+    t.taps = p->taps;
+    t.cb = p->cb;
+    t.rs_w = p->rs_w;
+    t.cs_w = p->cs_w;
+    t.cs_x = p->src_c;
+    t.tap_off = p->tap_off;
+    t.tap_mask = tap_mask;
+    t.rs_y = (ptrdiff_t)p->plane;
+    t.st_off = st_off;
+    t.st_mask = st_mask;
+    t.st_segs = p->segs;
+    t.act = p->act;
+
+    const char *src = p->src + (ptrdiff_t)b * p->src_n * (ptrdiff_t)p->es;
+    char *y = p->y + b * p->f * p->plane * p->es;
+    /* the unit's vectors in tiles of at most nv, as even as possible */
+    const size_t nvec = v1 - v0, ntiles = cdiv(nvec, p->nv);
+    for (size_t k = 0, va = v0; k < ntiles; k++) {
+        const size_t nvt = nvec / ntiles + (k < nvec % ntiles);
+        tile_masks(p, va, nvt, tap_mask, rowbits, colbits, st_off, st_mask);
+        t.nv = nvt;
+        t.x = src + (ptrdiff_t)(va * p->lanes) * (ptrdiff_t)p->es;
+        for (size_t f = f0; f < f1; f += p->mr) {
+            t.m = min_sz(p->mr, f1 - f);
+            t.w = p->wt + (ptrdiff_t)f * p->rs_w * (ptrdiff_t)p->es;
+            t.y = y + f * p->plane * p->es;
+            t.bias = p->bias ? p->bias + f * p->es : NULL;
+            p->ks->direct(&t);
+        }
+        va += nvt;
+    }
+}
+
+typedef struct drun {
+    const dplan *p;
+    char *scratch;
+    atomic_size_t next;
+} drun;
+
+static void direct_thread(void *arg, int tid)
+{
+    drun *r = (drun *)arg;
+    char *mine = r->scratch + r->p->scratch_per_thread * (size_t)tid;
+    for (;;) {
+        const size_t u = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+        if (u >= r->p->units) break;
+        run_unit(r->p, u, mine);
+    }
+}
+
+/* ---- the padded, stride-phase-split copy ------------------------------------------------ *
+ * Channel c of image b becomes sh*sw planes of Hh x U: plane (qh, qw), element (hh, u) is the
+ * padded input at row hh*sh + qh, column u*sw + qw (zero outside x). Output pixel (ho, wo)
+ * and tap (kh, kw) then read plane ((kh*dh) % sh, (kw*dw) % sw) at (ho + (kh*dh) / sh,
+ * wo + (kw*dw) / sw): stride 1, pitch U, no padding. */
+typedef struct phase_copy {
+    const oxo_tensor4 *x;
+    const oxo_conv2d_geom *g;
+    size_t es, hh, u, chan; /* plane rows, pitch, elements per channel */
+    char *dst;
+    atomic_size_t next;
+} phase_copy;
+
+#define OXO_DEFINE_PHASE_COPY(T, NAME)                                                          \
+    static void NAME(const phase_copy *pc, size_t plane_id)                                    \
+    {                                                                                          \
+        const oxo_tensor4 *x = pc->x;                                                          \
+        const oxo_conv2d_geom *g = pc->g;                                                      \
+        const size_t b = plane_id / x->c, c = plane_id % x->c;                                 \
+        const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
+        T *dst = (T *)pc->dst + plane_id * pc->chan;                                           \
+        const ptrdiff_t sh = g->sh, sw = g->sw;                                                \
+        for (ptrdiff_t qh = 0; qh < sh; qh++) {                                                \
+            for (ptrdiff_t qw = 0; qw < sw; qw++) {                                            \
+                T *pl = dst + (size_t)(qh * sw + qw) * pc->hh * pc->u;                         \
+                /* columns u whose input column u*sw + qw - pw lies in [0, W) */               \
+                const ptrdiff_t c0 = qw - g->pw;                                               \
+                ptrdiff_t ua = c0 >= 0 ? 0 : (-c0 + sw - 1) / sw;                              \
+                ptrdiff_t ue = (ptrdiff_t)x->w - c0 <= 0 ? 0 : ((ptrdiff_t)x->w - c0 + sw - 1) / sw; \
+                if (ue > (ptrdiff_t)pc->u) ue = (ptrdiff_t)pc->u;                              \
+                if (ua > ue) ua = ue;                                                          \
+                for (size_t hh = 0; hh < pc->hh; hh++) {                                       \
+                    T *row = pl + hh * pc->u;                                                  \
+                    const ptrdiff_t r = (ptrdiff_t)hh * sh + qh - g->ph;                       \
+                    if (r < 0 || r >= (ptrdiff_t)x->h) {                                       \
+                        memset(row, 0, pc->u * sizeof(T));                                     \
+                        continue;                                                              \
+                    }                                                                          \
+                    const T *in = src + r * x->sh + c0 * x->sw;                                \
+                    for (ptrdiff_t u = 0; u < ua; u++) row[u] = 0;                             \
+                    if (x->sw == 1 && sw == 1) {                                               \
+                        memcpy(row + ua, in + ua, (size_t)(ue - ua) * sizeof(T));              \
+                    } else {                                                                   \
+                        const ptrdiff_t step = sw * x->sw;                                     \
+                        for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[u * step];             \
+                    }                                                                          \
+                    for (ptrdiff_t u = ue; u < (ptrdiff_t)pc->u; u++) row[u] = 0;              \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+OXO_DEFINE_PHASE_COPY(float, phase_copy_f32)
+OXO_DEFINE_PHASE_COPY(double, phase_copy_f64)
+
+static void phase_copy_thread(void *arg, int tid)
+{
+    (void)tid;
+    phase_copy *pc = (phase_copy *)arg;
+    const size_t planes = pc->x->n * pc->x->c;
+    for (;;) {
+        const size_t i = atomic_fetch_add_explicit(&pc->next, 1, memory_order_relaxed);
+        if (i >= planes) break;
+        if (pc->es == 8) phase_copy_f64(pc, i);
+        else phase_copy_f32(pc, i);
+    }
+}
+
+/* Cut each image's output into f_parts x v_parts so that every thread gets work; cut the
+ * pixels when there are more of them than output channels, the channels otherwise. */
+static void partition(dplan *p, int *nt)
+{
+    size_t a = (size_t)*nt, bt = p->n;
+    while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* gcd(nt, N) */
+    const size_t parts = (size_t)*nt / a;
+    const size_t max_v = cdiv(p->nvec, 2), max_f = cdiv(p->f, p->mr);
+    p->f_parts = p->v_parts = 1;
+    if (parts > 1) {
+        const int cut_pixels = p->f < p->plane ? max_v >= parts : max_f < parts;
+        if (cut_pixels) p->v_parts = min_sz(parts, max_v);
+        else p->f_parts = min_sz(parts, max_f);
+    }
+    p->v_size = cdiv(p->nvec, p->v_parts);
+    p->v_parts = cdiv(p->nvec, p->v_size);
+    p->f_size = cdiv(cdiv(p->f, p->f_parts), p->mr) * p->mr;
+    p->f_parts = cdiv(p->f, p->f_size);
+    p->units = p->n * p->f_parts * p->v_parts;
+    if ((size_t)*nt > p->units) *nt = (int)p->units;
+}
+
+int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                           ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                           const void *bias, int act, void *y, int n_threads)
+{
+    const oxo_conv2d_geom *g = geom;
+    if (x->n == 0 || f == 0 || g->ho == 0 || g->wo == 0) return OXO_OK;
+    if (g->kh == 0 || g->kw == 0 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0)
+        return OXO_EINVAL;
+    const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
+    if (!ks || !ks->direct) return OXO_EINVAL;
+
+    dplan p;
+    memset(&p, 0, sizeof p);
+    p.ks = ks;
+    p.g = g;
+    p.es = elsize(dt);
+    p.lanes = ks->lanes;
+    p.mr = ks->direct_mr;
+    p.nv = ks->direct_nv;
+    p.n = x->n, p.c = x->c, p.h = x->h, p.w = x->w, p.f = f;
+    p.taps = g->kh * g->kw;
+    p.wt = (const char *)w;
+    p.rs_w = rs_w, p.cs_w = cs_w;
+    p.bias = (const char *)bias;
+    p.act = act;
+    p.y = (char *)y;
+    p.plane = g->ho * g->wo;
+
+    /* Read x in place when the convolution has stride 1, x's rows have unit stride (or one
+     * column) and their pitch is at least Wo and not much wider than the padded row. */
+    const ptrdiff_t pitch = x->h > 1 ? x->sh : (ptrdiff_t)(g->wo > x->w ? g->wo : x->w);
+    const size_t widest = (x->w > g->wo ? x->w : g->wo) + 2 * (size_t)g->pw + p.lanes;
+    p.in_place = g->sh == 1 && g->sw == 1 && x->h > 0 && x->w > 0 && (x->sw == 1 || x->w == 1) &&
+                 pitch >= (ptrdiff_t)g->wo && pitch > 0 && (size_t)pitch <= widest;
+
+    char *staging = NULL;
+    size_t hh = 0, u = 0;
+    if (p.in_place) {
+        p.src = (const char *)x->data;
+        p.src_n = x->sn;
+        p.src_c = x->sc;
+        p.pitch = (size_t)pitch;
+    } else {
+        hh = cdiv((g->ho - 1) * (size_t)g->sh + (g->kh - 1) * (size_t)g->dh + 1, (size_t)g->sh);
+        u = cdiv((g->wo - 1) * (size_t)g->sw + (g->kw - 1) * (size_t)g->dw + 1, (size_t)g->sw);
+        const double chan = (double)g->sh * (double)g->sw * (double)hh * (double)u;
+        if (chan * (double)x->n * (double)x->c * (double)p.es > (double)PTRDIFF_MAX / 2) return OXO_ENOMEM;
+        p.src_c = (ptrdiff_t)((size_t)g->sh * (size_t)g->sw * hh * u);
+        p.src_n = p.src_c * (ptrdiff_t)x->c;
+        p.pitch = u;
+        staging = oxo_aligned_alloc((size_t)p.src_n * x->n * p.es);
+        if (!staging) return OXO_ENOMEM;
+        p.src = staging;
+    }
+    p.grid_lanes = g->ho * p.pitch;
+    p.nvec = cdiv(p.grid_lanes, p.lanes);
+    p.segs = p.pitch == g->wo ? 1 : (p.lanes - 1) / p.pitch + 2;
+
+    ptrdiff_t *tap_off = oxo_aligned_alloc(p.taps * sizeof *tap_off);
+    if (!tap_off) {
+        oxo_aligned_free(staging);
+        return OXO_ENOMEM;
+    }
+    for (size_t kh = 0, q = 0; kh < g->kh; kh++) {
+        for (size_t kw = 0; kw < g->kw; kw++, q++) {
+            const ptrdiff_t rh = (ptrdiff_t)kh * g->dh, rw = (ptrdiff_t)kw * g->dw;
+            if (p.in_place) {
+                tap_off[q] = (rh - g->ph) * (ptrdiff_t)p.pitch + (rw - g->pw);
+            } else {
+                const ptrdiff_t phase = (rh % g->sh) * g->sw + rw % g->sw;
+                tap_off[q] = phase * (ptrdiff_t)(hh * u) + (rh / g->sh) * (ptrdiff_t)u + rw / g->sw;
+            }
+        }
+    }
+    p.tap_off = tap_off;
+
+    /* Channels per block: the block's input rows under one tile and its weights in L1. Fixed
+     * by the shape and the kernel set, never by the thread count (it sets the sum order). */
+    {
+        const size_t tile = p.nv * p.lanes;
+        const size_t rows = (cdiv(tile, p.pitch) + 1) * (size_t)g->sh * (size_t)g->sw + (g->kh - 1) * (size_t)g->dh;
+        const size_t width = min_sz(p.pitch, tile + (g->kw - 1) * (size_t)g->dw);
+        const size_t per_channel = (rows * width + p.mr * p.taps) * p.es;
+        p.cb = OXO_DIRECT_L1_BYTES / per_channel;
+        if (p.cb < 1) p.cb = 1;
+    }
+
+    /* Threads: as many as asked, but none with less than a minimum of work. */
+    const double flops = 2.0 * (double)x->n * (double)f * (double)p.plane * (double)(x->c * p.taps + 1);
+    int nt = oxo_resolve_threads(n_threads);
+    const double cap = flops / OXO_DIRECT_MIN_FLOPS_PER_THREAD;
+    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
+
+    if (staging) {
+        phase_copy pc;
+        pc.x = x;
+        pc.g = g;
+        pc.es = p.es;
+        pc.hh = hh;
+        pc.u = u;
+        pc.chan = (size_t)p.src_c;
+        pc.dst = staging;
+        atomic_init(&pc.next, 0);
+        const size_t planes = x->n * x->c;
+        oxo_parallel(planes < (size_t)nt ? (int)(planes ? planes : 1) : nt, phase_copy_thread, &pc);
+    }
+
+    partition(&p, &nt);
+    /* per thread: tap masks, row and column bits, store masks, then (64-byte aligned) store
+     * offsets */
+    const size_t masks = (p.taps * p.nv + g->kh + g->kw + p.nv * p.segs) * sizeof(uint32_t);
+    p.scratch_per_thread = cdiv(masks, 64) * 64 + cdiv(p.nv * p.segs * sizeof(ptrdiff_t), 64) * 64;
+    char *scratch = oxo_aligned_alloc(p.scratch_per_thread * (size_t)nt);
+    if (!scratch) {
+        oxo_aligned_free(tap_off);
+        oxo_aligned_free(staging);
+        return OXO_ENOMEM;
+    }
+    drun r;
+    r.p = &p;
+    r.scratch = scratch;
+    atomic_init(&r.next, 0);
+    oxo_parallel(nt, direct_thread, &r);
+
+    oxo_aligned_free(scratch);
+    oxo_aligned_free(tap_off);
+    oxo_aligned_free(staging);
+    return OXO_OK;
+}
