@@ -38,6 +38,11 @@ static ptrdiff_t flat_pixel_stride(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t s
 
 static size_t groups_of(size_t groups) { return groups > 1 ? groups : 1; }
 
+/* NHWC with at least this many channels per group uses dot-product tiles (measured) */
+#ifndef OXO_NHWC_DOT_MIN_C
+#define OXO_NHWC_DOT_MIN_C 128
+#endif
+
 int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                      ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
                      int n_threads)
@@ -88,10 +93,17 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     g.bs_a = x->sn;
     g.rs_a = sp;
     g.cs_a = x->sc;
-    g.B = w; /* B = W^T: row c, column f at w[f*sw_f + c*sw_c] */
-    g.rs_b = sw_c;
-    g.b_w = 0;
-    g.cs_bw = sw_f;
+    g.B = w;
+    if (x->sc == 1 && sw_c == 1 && cg >= OXO_NHWC_DOT_MIN_C) {
+        /* deep pixels: dot products of a pixel's channels with a filter's, nothing packed */
+        g.dot = 1;
+        g.rs_b = sw_f; /* Bt[j=f, k=c] = w[f*sw_f + c] */
+    } else {
+        /* shallow pixels: B = W^T (row c, column f at w[f*sw_f + c*sw_c]), packed per block */
+        g.rs_b = sw_c;
+        g.b_w = 0;
+        g.cs_bw = sw_f;
+    }
     g.C = y;
     g.bs_c = (ptrdiff_t)(p * f);
     g.rs_c = (ptrdiff_t)f;
