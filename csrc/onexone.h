@@ -202,6 +202,15 @@ typedef struct oxo_gemm {
     int accumulate;   /* 1: C += A B (bias/act still applied at the end if given) */
     int reduce_batch; /* 1: C = sum over b (bs_c unused) */
     int n_threads;    /* <= 0: all usable */
+    /* Groups (grouped convolutions): every image b holds `groups` independent products,
+     * group q's operands offset by q*gs_a, q*gs_b, q*gs_c and q*gs_bias elements. 0 or 1: none.
+     * A packer is called with image index b*groups + q. */
+    size_t groups;
+    ptrdiff_t gs_a, gs_b, gs_c, gs_bias;
+    /* dot = 1: B is given transposed with rows along K (Bt[j, p] = B[b*bs_b + j*rs_b + p]) and
+     * A is contiguous along K (cs_a == 1): every tile is a dot-product tile (a weight
+     * gradient over pixels). */
+    int dot;
 } oxo_gemm;
 
 int oxo_gemm_run(const oxo_gemm *g);
@@ -225,8 +234,20 @@ typedef struct oxo_tensor4 {
 /* y (N, F, Ho, Wo), C-contiguous, = act(conv1x1(x, w) + bias); w is (F, C) with strides
  * (sw_f, sw_c); bias is F contiguous values or NULL. */
 int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
-                     ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
+                     ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
                      int n_threads);
+/* NHWC: x described as (N, C, H, W) by its strides (a transposed view), its pixels one
+ * sequence; y (N, H, W, F) C-contiguous. */
+int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                     ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
+                     int n_threads);
+/* Gradients. dy described as (N, F, Ho, Wo); grad_x into dx C-contiguous (N, C, Ho, Wo), or
+ * (N, Ho, Wo, C) with nhwc; grad_w into dw (F, C/groups) C-contiguous. */
+int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void *w,
+                       ptrdiff_t sw_f, ptrdiff_t sw_c, size_t c, size_t groups, void *dx,
+                       int n_threads);
+int oxo_conv1x1_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x, size_t groups,
+                       void *dw, int n_threads);
 
 /* KxK convolution (csrc/conv/conv2d.c). Output pixel (ho, wo) reads input pixel
  * (ho*sh - ph + kh*dh, wo*sw - pw + kw*dw) for tap (kh, kw); reads outside the image are

@@ -1,9 +1,15 @@
-/* conv1x1.c: the 1x1 convolution over NCHW as one batched GEMM call.
+/* conv1x1.c: the 1x1 convolution and its gradients, each as one call of the GEMM engine.
  *
- *   y[n] (F x P) = act(W (F x C) @ x[n] (C x P) + bias),   P = H*W
- *
- * x may be any strided view: its pixels are the GEMM's columns, read in place when each
- * channel plane is contiguous and packed block by block by the engine otherwise. */
+ * Forward, NCHW, per image n and group q (C = g*Cg channels in, F = g*Fg out, P = H*W):
+ *     y[n, q] (Fg x P) = act(W_q (Fg x Cg) @ x[n, q] (Cg x P) + bias_q)
+ *   W read in place (broadcast), the pixels of x are the GEMM's columns: read in place when a
+ *   channel plane is contiguous, packed block by block otherwise (a strided convolution is
+ *   the strided view x[:, :, ::sh, ::sw], never copied whole).
+ * Forward, NHWC: y[n] (P x F) = act(x[n] (P x C) @ W^T (C x F) + bias): the pixels are the
+ *   GEMM's rows (broadcast), W^T's blocks are packed, the output rows are contiguous.
+ * Gradients (NCHW): grad_x[n, q] = W_q^T @ dy[n, q];  grad_w_q = sum_n dy[n, q] @ x[n, q]^T.
+ * Gradients (NHWC): grad_x[n] = dy[n] @ W;           grad_w = sum_n dy[n]^T @ x[n].
+ */
 #include "../onexone.h"
 
 /* Describe the pixels of an h x w plane with strides (sh, sw) as GEMM columns. */
@@ -20,16 +26,34 @@ static void pixel_columns(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t sw, oxo_ge
     }
 }
 
-int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
-                     ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y, int n_threads)
+/* The stride between consecutive pixels of an h x w plane when they form one arithmetic
+ * sequence (one row, one column, or rows back to back), or 0 when they do not. */
+static ptrdiff_t flat_pixel_stride(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t sw)
 {
-    const size_t p = x->h * x->w;
+    if (h * w <= 1) return 1;
+    if (w == 1) return sh;
+    if (h == 1 || sh == (ptrdiff_t)w * sw) return sw;
+    return 0;
+}
+
+static size_t groups_of(size_t groups) { return groups > 1 ? groups : 1; }
+
+/* NHWC with at least this many channels per group uses dot-product tiles (measured) */
+#ifndef OXO_NHWC_DOT_MIN_C
+#define OXO_NHWC_DOT_MIN_C 128
+#endif
+
+int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                     ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
+                     int n_threads)
+{
+    const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = x->n;
-    g.M = f;
+    g.M = fg;
     g.N = p;
-    g.K = x->c;
+    g.K = cg;
     g.A = w;
     g.rs_a = sw_f;
     g.cs_a = sw_c;
@@ -43,6 +67,147 @@ int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     g.bias = bias;
     g.bias_mode = bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
     g.act = act;
+    g.n_threads = n_threads;
+    g.groups = G;
+    g.gs_a = (ptrdiff_t)fg * sw_f;
+    g.gs_b = (ptrdiff_t)cg * x->sc;
+    g.gs_c = (ptrdiff_t)(fg * p);
+    g.gs_bias = (ptrdiff_t)fg;
+    return oxo_gemm_run(&g);
+}
+
+int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                     ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
+                     int n_threads)
+{
+    const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
+    const ptrdiff_t sp = flat_pixel_stride(x->h, x->w, x->sh, x->sw);
+    if (!sp) return OXO_EINVAL; /* the caller passes pixels as one sequence */
+    oxo_gemm g = {0};
+    g.dtype = dt;
+    g.batch = x->n;
+    g.M = p;
+    g.N = fg;
+    g.K = cg;
+    g.A = x->data; /* rows: pixels, along K: channels */
+    g.bs_a = x->sn;
+    g.rs_a = sp;
+    g.cs_a = x->sc;
+    g.B = w;
+    if (x->sc == 1 && sw_c == 1 && cg >= OXO_NHWC_DOT_MIN_C) {
+        /* deep pixels: dot products of a pixel's channels with a filter's, nothing packed */
+        g.dot = 1;
+        g.rs_b = sw_f; /* Bt[j=f, k=c] = w[f*sw_f + c] */
+    } else {
+        /* shallow pixels: B = W^T (row c, column f at w[f*sw_f + c*sw_c]), packed per block */
+        g.rs_b = sw_c;
+        g.b_w = 0;
+        g.cs_bw = sw_f;
+    }
+    g.C = y;
+    g.bs_c = (ptrdiff_t)(p * f);
+    g.rs_c = (ptrdiff_t)f;
+    g.bias = bias;
+    g.bias_mode = bias ? OXO_BIAS_COL : OXO_BIAS_NONE;
+    g.act = act;
+    g.n_threads = n_threads;
+    g.groups = G;
+    g.gs_a = (ptrdiff_t)cg * x->sc;
+    g.gs_b = (ptrdiff_t)fg * sw_f;
+    g.gs_c = (ptrdiff_t)fg;
+    g.gs_bias = (ptrdiff_t)fg;
+    return oxo_gemm_run(&g);
+}
+
+int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void *w,
+                       ptrdiff_t sw_f, ptrdiff_t sw_c, size_t c, size_t groups, void *dx,
+                       int n_threads)
+{
+    /* dy is described as (N, F, Ho, Wo) whatever its layout; dx is C-contiguous,
+     * (N, C, Ho, Wo) or (N, Ho, Wo, C) */
+    const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = c / G;
+    const ptrdiff_t sp = flat_pixel_stride(dy->h, dy->w, dy->sh, dy->sw);
+    oxo_gemm g = {0};
+    g.dtype = dt;
+    g.batch = dy->n;
+    g.K = fg;
+    g.n_threads = n_threads;
+    g.groups = G;
+    g.C = dx;
+    if (!nhwc) { /* dx (Cg x P) = W^T (Cg x Fg) @ dy (Fg x P) */
+        g.M = cg;
+        g.N = p;
+        g.A = w; /* A[i=c, k=f] = W[f, c]; group q's rows of W start at q*Fg */
+        g.rs_a = sw_c;
+        g.cs_a = sw_f;
+        g.gs_a = (ptrdiff_t)fg * sw_f;
+        g.B = dy->data;
+        g.bs_b = dy->sn;
+        g.rs_b = dy->sc;
+        g.gs_b = (ptrdiff_t)fg * dy->sc;
+        pixel_columns(dy->h, dy->w, dy->sh, dy->sw, &g);
+        g.bs_c = (ptrdiff_t)(c * p);
+        g.rs_c = (ptrdiff_t)p;
+        g.gs_c = (ptrdiff_t)(cg * p);
+    } else { /* dx (P x Cg) = dy (P x Fg) @ W (Fg x Cg) */
+        if (!sp) return OXO_EINVAL;
+        g.M = p;
+        g.N = cg;
+        g.A = dy->data;
+        g.bs_a = dy->sn;
+        g.rs_a = sp;
+        g.cs_a = dy->sc;
+        g.gs_a = (ptrdiff_t)fg * dy->sc;
+        g.B = w;
+        g.rs_b = sw_f;
+        g.b_w = 0;
+        g.cs_bw = sw_c;
+        g.gs_b = (ptrdiff_t)fg * sw_f;
+        g.bs_c = (ptrdiff_t)(p * c);
+        g.rs_c = (ptrdiff_t)c;
+        g.gs_c = (ptrdiff_t)cg;
+    }
+    return oxo_gemm_run(&g);
+}
+
+int oxo_conv1x1_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x, size_t groups,
+                       void *dw, int n_threads)
+{
+    /* dw (F x Cg, C-contiguous) = sum_n dy[n] (F x P) @ x[n]^T (P x Cg), per group; dy and x
+     * are described as (N, F|C, Ho, Wo) whatever their layout, pixels one sequence each */
+    const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = x->c / G;
+    const ptrdiff_t sp_dy = flat_pixel_stride(dy->h, dy->w, dy->sh, dy->sw);
+    const ptrdiff_t sp_x = flat_pixel_stride(x->h, x->w, x->sh, x->sw);
+    if (!sp_dy || !sp_x) return OXO_EINVAL;
+    oxo_gemm g = {0};
+    g.dtype = dt;
+    g.batch = dy->n;
+    g.reduce_batch = 1;
+    g.M = fg;
+    g.N = cg;
+    g.K = p;
+    g.A = dy->data; /* A[i=f, k=pixel] */
+    g.bs_a = dy->sn;
+    g.rs_a = dy->sc;
+    g.cs_a = sp_dy;
+    g.gs_a = (ptrdiff_t)fg * dy->sc;
+    g.B = x->data; /* B[k=pixel, j=c] = x[c, pixel] */
+    g.bs_b = x->sn;
+    g.gs_b = (ptrdiff_t)cg * x->sc;
+    if (sp_dy == 1 && sp_x == 1 && x->sc != 1) {
+        /* NCHW: rows of dy and of x both run along the pixels: dot products, nothing packed */
+        g.dot = 1;
+        g.rs_b = x->sc; /* Bt[j=c, k] = x + c*sc + k */
+    } else {
+        /* NHWC (x's channels contiguous: read in place) or strided pixels (packed) */
+        g.rs_b = sp_x;
+        g.b_w = 0;
+        g.cs_bw = x->sc;
+    }
+    g.C = dw;
+    g.rs_c = (ptrdiff_t)cg;
+    g.gs_c = (ptrdiff_t)(fg * cg);
+    g.groups = G;
     g.n_threads = n_threads;
     return oxo_gemm_run(&g);
 }

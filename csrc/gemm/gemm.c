@@ -54,9 +54,11 @@ typedef struct plan {
     const oxo_gemm *g;
     const oxo_kernels *ks;
     size_t es, kc, mr, nr;
+    size_t col_grain; /* columns per grain: the vector width, or the dot tile's columns */
     size_t m_parts, n_parts; /* how each image's C is cut between threads: part r of R */
     size_t m_grains, n_grains; /* covers grains [r*G/R, (r+1)*G/R) of MR rows / vector columns */
     size_t units;
+    size_t groups; /* >= 1 */
     int pack_b;                 /* B blocks are packed (not read in place) */
     oxo_pack_b_fn packer;       /* and come from here */
     const void *pack_ctx;
@@ -69,7 +71,7 @@ typedef struct plan {
  * against each tail column of B, both contiguous along K, instead of a mostly masked vector
  * tile. */
 static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, char *C,
-                     const char *bt, size_t ntail)
+                     const char *bias, const char *bt, size_t ntail)
 {
     const oxo_gemm *g = pl->g;
     const size_t es = pl->es, dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
@@ -89,27 +91,28 @@ static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, 
             d.n = ntail - jj < dnr ? ntail - jj : dnr;
             d.bt = bt + jj * pl->tail_ld * es;
             d.c = C + ((ptrdiff_t)(i + ii) * g->rs_c + (ptrdiff_t)(pl->n_main + jj)) * (ptrdiff_t)es;
-            d.bias = !g->bias ? NULL
-                     : g->bias_mode == OXO_BIAS_ROW
-                         ? (const void *)((const char *)g->bias + (i + ii) * es)
-                         : (const void *)((const char *)g->bias + (pl->n_main + jj) * es);
+            d.bias = !bias ? NULL
+                     : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + (i + ii) * es)
+                                                    : (const void *)(bias + (pl->n_main + jj) * es);
             pl->ks->dot(&d);
         }
     }
 }
 
-/* One cache block of image b: rows [i0, i1) x columns [j0, j1) through all of K, plus the
- * image's dot-product tail columns when ntail > 0 (so the A micro-panel they need is still
- * in L1). */
-static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0, size_t j1,
+/* One cache block of output slot s (an image and a group): rows [i0, i1) x columns [j0, j1)
+ * through all of K, plus the image's dot-product tail columns when ntail > 0 (so the A
+ * micro-panel they need is still in L1). */
+static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1,
                       size_t ntail, char *bpack, char *tpack)
 {
     const oxo_gemm *g = pl->g;
-    const size_t es = pl->es;
+    const size_t es = pl->es, groups = pl->groups, q = s % groups;
     /* with reduce_batch the images are summed into one C: loop over them here */
-    const size_t b_first = g->reduce_batch ? 0 : b, b_end = g->reduce_batch ? g->batch : b + 1;
-    char *C = (char *)g->C + (g->reduce_batch ? 0 : (ptrdiff_t)b * g->bs_c * (ptrdiff_t)es);
-    const char *bias = (const char *)g->bias;
+    const size_t b_first = g->reduce_batch ? 0 : s / groups;
+    const size_t b_end = g->reduce_batch ? g->batch : b_first + 1;
+    char *C = (char *)g->C + ((g->reduce_batch ? 0 : (ptrdiff_t)b_first * g->bs_c) +
+                              (ptrdiff_t)q * g->gs_c) * (ptrdiff_t)es;
+    const char *bias = g->bias ? (const char *)g->bias + (ptrdiff_t)q * g->gs_bias * (ptrdiff_t)es : NULL;
 
     oxo_tile t;
     t.rs_a = g->rs_a;
@@ -119,7 +122,8 @@ static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0,
     t.act = g->act;
 
     for (size_t bb = b_first; bb < b_end; bb++) {
-        const char *A = (const char *)g->A + (ptrdiff_t)bb * g->bs_a * (ptrdiff_t)es;
+        const size_t image = bb * groups + q; /* what packers see */
+        const char *A = (const char *)g->A + ((ptrdiff_t)bb * g->bs_a + (ptrdiff_t)q * g->gs_a) * (ptrdiff_t)es;
         size_t p0 = 0;
         do { /* at least once, so K == 0 still writes bias/activation */
             const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
@@ -128,17 +132,17 @@ static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0,
             t.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0);
             t.k = kc;
 
-            if (ntail) pl->packer(pl->pack_ctx, bb, p0, kc, pl->n_main, ntail, tpack, pl->tail_ld, 1);
+            if (ntail) pl->packer(pl->pack_ctx, image, p0, kc, pl->n_main, ntail, tpack, pl->tail_ld, 1);
             const char *Bblk = NULL;
             ptrdiff_t rs_b = 0;
             if (j0 < j1) {
                 if (pl->pack_b) {
-                    pl->packer(pl->pack_ctx, bb, p0, kc, j0, j1 - j0, bpack, pl->pack_ld, 0);
+                    pl->packer(pl->pack_ctx, image, p0, kc, j0, j1 - j0, bpack, pl->pack_ld, 0);
                     Bblk = bpack;
                     rs_b = (ptrdiff_t)pl->pack_ld;
                 } else {
-                    Bblk = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)p0 * g->rs_b +
-                                                 (ptrdiff_t)j0) * (ptrdiff_t)es;
+                    Bblk = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)q * g->gs_b +
+                                                 (ptrdiff_t)p0 * g->rs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
                     rs_b = g->rs_b;
                 }
             }
@@ -156,7 +160,53 @@ static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0,
                                                             : (const void *)(bias + j * es);
                     pl->ks->gemm(&t);
                 }
-                if (ntail) dot_tail(pl, &t, i, t.m, C, tpack, ntail);
+                if (ntail) dot_tail(pl, &t, i, t.m, C, bias, tpack, ntail);
+            }
+            p0 += kc;
+        } while (p0 < g->K);
+    }
+}
+
+/* A block in dot mode: every tile a dot-product tile, A and Bt read in place along K. */
+static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t es = pl->es, groups = pl->groups, q = s % groups;
+    const size_t dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
+    const size_t b_first = g->reduce_batch ? 0 : s / groups;
+    const size_t b_end = g->reduce_batch ? g->batch : b_first + 1;
+    char *C = (char *)g->C + ((g->reduce_batch ? 0 : (ptrdiff_t)b_first * g->bs_c) +
+                              (ptrdiff_t)q * g->gs_c) * (ptrdiff_t)es;
+    const char *bias = g->bias ? (const char *)g->bias + (ptrdiff_t)q * g->gs_bias * (ptrdiff_t)es : NULL;
+    oxo_dot_tile d;
+    d.rs_a = g->rs_a;
+    d.rs_bt = g->rs_b;
+    d.rs_c = g->rs_c;
+    d.cs_c = 1;
+    d.bias_mode = bias ? g->bias_mode : OXO_BIAS_NONE;
+    d.act = g->act;
+    for (size_t bb = b_first; bb < b_end; bb++) {
+        const char *A = (const char *)g->A + ((ptrdiff_t)bb * g->bs_a + (ptrdiff_t)q * g->gs_a) * (ptrdiff_t)es;
+        const char *Bt = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)q * g->gs_b) * (ptrdiff_t)es;
+        size_t p0 = 0;
+        do {
+            const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
+            const int first = p0 == 0 && bb == b_first && !g->accumulate;
+            const int last = p0 + kc >= g->K && bb + 1 == b_end;
+            d.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0);
+            d.k = kc;
+            for (size_t i = i0; i < i1; i += dmr) {
+                d.m = i1 - i < dmr ? i1 - i : dmr;
+                d.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0) * (ptrdiff_t)es;
+                for (size_t j = j0; j < j1; j += dnr) {
+                    d.n = j1 - j < dnr ? j1 - j : dnr;
+                    d.bt = Bt + ((ptrdiff_t)j * g->rs_b + (ptrdiff_t)p0) * (ptrdiff_t)es;
+                    d.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
+                    d.bias = !bias ? NULL
+                             : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
+                                                            : (const void *)(bias + j * es);
+                    pl->ks->dot(&d);
+                }
             }
             p0 += kc;
         } while (p0 < g->K);
@@ -167,9 +217,9 @@ static void run_block(const plan *pl, size_t b, size_t i0, size_t i1, size_t j0,
 static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
 {
     const oxo_gemm *g = pl->g;
-    const size_t b = unit / (pl->m_parts * pl->n_parts); /* 0 with reduce_batch */
+    const size_t slot = unit / (pl->m_parts * pl->n_parts); /* image x group */
     const size_t r = unit % (pl->m_parts * pl->n_parts);
-    const size_t rm = r / pl->n_parts, rn = r % pl->n_parts, lanes = pl->ks->lanes;
+    const size_t rm = r / pl->n_parts, rn = r % pl->n_parts, lanes = pl->col_grain;
     const size_t i0 = rm * pl->m_grains / pl->m_parts * pl->mr;
     const size_t j0 = rn * pl->n_grains / pl->n_parts * lanes;
     const size_t i1 = min_size((rm + 1) * pl->m_grains / pl->m_parts * pl->mr, g->M);
@@ -178,11 +228,15 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     const size_t ntail = j1 > pl->n_main ? j1 - pl->n_main : 0;
     j1 -= ntail;
 
+    if (g->dot) {
+        run_block_dot(pl, slot, i0, i1, j0, j1);
+        return;
+    }
     const size_t blocks = j1 > j0 ? cdiv(j1 - j0, OXO_NC) : 1;
     const size_t width = j1 > j0 ? round_up(cdiv(j1 - j0, blocks), pl->ks->lanes) : 0;
     for (size_t j = j0, q = 0; q < blocks; q++, j += width) {
         const size_t je = j + width < j1 ? j + width : j1;
-        run_block(pl, b, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
+        run_block(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
     }
 }
 
@@ -208,8 +262,8 @@ static size_t gcd(size_t a, size_t b)
 static void partition(plan *pl, int *nt)
 {
     const oxo_gemm *g = pl->g;
-    const size_t lanes = pl->ks->lanes;
-    const size_t images = g->reduce_batch ? 1 : g->batch;
+    const size_t lanes = pl->col_grain;
+    const size_t images = (g->reduce_batch ? 1 : g->batch) * pl->groups;
     const size_t want = *nt > 1 ? (size_t)*nt * OXO_UNITS_PER_THREAD : 1;
     const size_t parts = want / gcd(want, images);
     const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr); /* parts' floor */
@@ -265,13 +319,21 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.kc = kc_for(g->dtype);
     pl.mr = ks->mr;
     pl.nr = ks->nr;
-    pl.pack_b = !b_columns_contiguous(g);
+    pl.groups = g->groups > 1 ? g->groups : 1;
+    pl.col_grain = ks->lanes;
+    if (g->dot) { /* dot tiles; longer K blocks amortize each tile's reduction across lanes */
+        if (g->cs_a != 1) return OXO_EINVAL;
+        pl.mr = ks->dot_mr;
+        pl.col_grain = ks->dot_nr;
+        pl.kc *= 2;
+    }
+    pl.pack_b = !g->dot && !b_columns_contiguous(g);
     pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
     pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;
     /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
      * along K); wider tails stay in masked vector tiles. */
     const size_t tail = g->N % ks->lanes;
-    pl.n_main = (tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
+    pl.n_main = (!g->dot && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
     pl.tail_ld = round_up(pl.kc, 16);
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */

@@ -13,7 +13,9 @@
               size_t ld, int transposed)                                                       \
     {                                                                                          \
         const oxo_gemm *g = (const oxo_gemm *)ctx;                                             \
-        const T *base = (const T *)g->B + (ptrdiff_t)b * g->bs_b + (ptrdiff_t)p0 * g->rs_b;    \
+        const size_t groups = g->groups > 1 ? g->groups : 1; /* b is image * groups + group */ \
+        const T *base = (const T *)g->B + (ptrdiff_t)(b / groups) * g->bs_b +                  \
+                        (ptrdiff_t)(b % groups) * g->gs_b + (ptrdiff_t)p0 * g->rs_b;           \
         const size_t bw = g->b_w ? g->b_w : g->N;                                              \
         T *out = (T *)dst;                                                                     \
         /* walk the columns in runs that stay on one image row */                              \

@@ -165,10 +165,25 @@ OXO_NAME(dot_tile)(const oxo_dot_tile *t, const int MR, const int NR)
     }
     OXO_T *c = (OXO_T *)t->c;
     const OXO_T *bias = (const OXO_T *)t->bias;
+    OXO_T sums[4][4];
+#ifdef OXO_REDUCE16
+    if (MR == 4 && NR == 4) { /* all 16 reductions at once (fewer shuffles than 16 HSUMs) */
+        OXO_V v[16];
+        OXO_UNROLL for (int i = 0; i < 4; i++) {
+            OXO_UNROLL for (int j = 0; j < 4; j++) v[4 * j + i] = acc[i][j];
+        }
+        OXO_REDUCE16(v, &sums[0][0]);
+    } else
+#endif
+    {
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            OXO_UNROLL for (int j = 0; j < NR; j++) sums[i][j] = OXO_HSUM(acc[i][j]);
+        }
+    }
     OXO_UNROLL for (int i = 0; i < MR; i++) {
         OXO_UNROLL for (int j = 0; j < NR; j++) {
             OXO_T *cij = c + i * t->rs_c + j * t->cs_c;
-            OXO_T s = OXO_HSUM(acc[i][j]);
+            OXO_T s = sums[i][j];
             if (t->flags & OXO_TILE_ACCUM) s = *cij + s;
             if (t->flags & OXO_TILE_FINAL) {
                 if (t->bias_mode == OXO_BIAS_ROW) s += bias[i];

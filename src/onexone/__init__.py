@@ -17,10 +17,11 @@ from ._config import (
     set_num_threads,
     show_config,
 )
-from ._ops import conv1x1, conv2d
+from ._ops import conv1x1, conv1x1_backward, conv2d
 
 __all__ = [
     "conv1x1",
+    "conv1x1_backward",
     "conv2d",
     "get_num_threads",
     "set_num_threads",

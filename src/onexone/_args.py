@@ -137,91 +137,20 @@ def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.n
     return out
 
 
+LAYOUTS = ("NCHW", "NHWC")
+
+
 class Conv1x1Args(NamedTuple):
-    x: np.ndarray  # (N, C, H, W), kernel-ready
-    w: np.ndarray  # (F, C), kernel-ready, any strides
+    x: np.ndarray  # (N, C, Ho, Wo) view of the pixels the convolution reads, kernel-ready
+    w: np.ndarray  # (F, C/groups), kernel-ready, any strides
     bias: Optional[np.ndarray]  # (F,) contiguous, or None
     act: int
-    out: np.ndarray  # (N, F, H, W) C-contiguous
-    result: np.ndarray  # what the caller returns: out, or its (F, H, W) view
+    out: np.ndarray  # (N, F, Ho, Wo) or (N, Ho, Wo, F) C-contiguous
+    result: np.ndarray  # what the caller returns: out, or its 3-D view
     dtype: np.dtype
-
-
-def _weight_2d(weight: np.ndarray, op: str) -> np.ndarray:
-    if weight.ndim == 4:
-        if weight.shape[2:] != (1, 1):
-            raise ValueError(
-                f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape "
-                f"{weight.shape} (a {weight.shape[2]}x{weight.shape[3]} kernel; "
-                "use onexone.conv2d for kernels larger than 1x1)"
-            )
-        return weight[:, :, 0, 0]
-    if weight.ndim == 2:
-        return weight
-    raise ValueError(
-        f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape {weight.shape}"
-    )
-
-
-def check_conv1x1(x, weight, bias, activation, out, op: str = "conv1x1") -> Conv1x1Args:
-    x = as_array(x, "x")
-    weight = as_array(weight, "weight")
-    bias = None if bias is None else as_array(bias, "bias")
-    dtype = result_dtype(x=x, weight=weight, bias=bias)
-    act = check_activation(activation)
-
-    single = x.ndim == 3
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{op} expects x of shape (N, C, H, W) or (C, H, W), got x of shape {x.shape}"
-        )
-    x4 = x[None] if single else x
-    w2 = _weight_2d(weight, op)
-    f, c = w2.shape
-    if x4.shape[1] != c:
-        raise ValueError(
-            f"weight of shape {weight.shape} expects x with {c} channels, "
-            f"got x of shape {x.shape}"
-        )
-    if bias is not None and bias.shape != (f,):
-        raise ValueError(
-            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
-            f"expected bias of shape ({f},)"
-        )
-
-    n, _, h, w = x4.shape
-    shape = (f, h, w) if single else (n, f, h, w)
-    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
-    if out is None:
-        out = np.empty(shape, dtype)
-    out4 = out[None] if single else out
-
-    return Conv1x1Args(
-        x=for_kernel(x4, dtype),
-        w=for_kernel(w2, dtype),
-        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
-        act=act,
-        out=out4,
-        result=out,
-        dtype=dtype,
-    )
-
-
-# ---- conv2d --------------------------------------------------------------------------------
-
-ALGORITHMS = ("auto", "direct", "im2col")
-
-
-class Conv2dArgs(NamedTuple):
-    x: np.ndarray  # (N, C, H, W), kernel-ready
-    w: np.ndarray  # (F, C*KH*KW), kernel-ready, any strides (columns in (c, kh, kw) order)
-    bias: Optional[np.ndarray]  # (F,) contiguous, or None
-    act: int
-    out: np.ndarray  # (N, F, Ho, Wo) C-contiguous
-    result: np.ndarray  # what the caller returns: out, or its (F, Ho, Wo) view
-    dtype: np.dtype
-    geom: tuple  # (kh, kw, sh, sw, ph, pw, dh, dw): ph, pw the top/left padding
-    algorithm: str  # "auto", "direct" or "im2col"
+    groups: int
+    nhwc: bool
+    stride: tuple  # (sh, sw)
 
 
 def _pair(value, name: str, minimum: int) -> tuple:
@@ -246,6 +175,149 @@ def _pair(value, name: str, minimum: int) -> tuple:
         rule = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
     return pair
+
+
+GRADIENTS = ("x", "w", "b")
+
+
+def check_need(need) -> frozenset:
+    """The gradients asked for: a sequence (or string) of "x", "w", "b"."""
+    items = (need,) if isinstance(need, str) else need
+    try:
+        wanted = frozenset(items)
+    except TypeError:
+        raise TypeError(f"need must be a sequence of 'x', 'w', 'b', got {need!r}") from None
+    unknown = sorted(map(repr, wanted - set(GRADIENTS)))
+    if unknown:
+        raise ValueError(f"need has unknown gradients {', '.join(unknown)}; expected 'x', 'w', 'b'")
+    return wanted
+
+
+def check_layout(layout) -> bool:
+    """True for NHWC, False for NCHW."""
+    if not isinstance(layout, str) or layout.upper() not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected 'NCHW' or 'NHWC'")
+    return layout.upper() == "NHWC"
+
+
+def check_groups(groups, c: int, f: int, x_shape: tuple, w_shape: tuple) -> int:
+    """groups must be a positive int dividing both the input and the output channels."""
+    if isinstance(groups, (bool, np.bool_)):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    try:
+        g = operator.index(groups)
+    except TypeError:
+        raise TypeError(f"groups must be a positive int, got {groups!r}") from None
+    if g < 1:
+        raise ValueError(f"groups must be a positive int, got groups={g}")
+    if c % g:
+        raise ValueError(
+            f"groups={g} must divide the input channels: x of shape {x_shape} has {c} channels"
+        )
+    if f % g:
+        raise ValueError(
+            f"groups={g} must divide the output channels: weight of shape {w_shape} has {f} filters"
+        )
+    return g
+
+
+def _weight_2d(weight: np.ndarray, op: str) -> np.ndarray:
+    if weight.ndim == 4:
+        if weight.shape[2:] != (1, 1):
+            raise ValueError(
+                f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape "
+                f"{weight.shape} (a {weight.shape[2]}x{weight.shape[3]} kernel; "
+                "use onexone.conv2d for kernels larger than 1x1)"
+            )
+        return weight[:, :, 0, 0]
+    if weight.ndim == 2:
+        return weight
+    raise ValueError(
+        f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape {weight.shape}"
+    )
+
+
+def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="NCHW",
+                  op: str = "conv1x1") -> Conv1x1Args:
+    x = as_array(x, "x")
+    weight = as_array(weight, "weight")
+    bias = None if bias is None else as_array(bias, "bias")
+    dtype = result_dtype(x=x, weight=weight, bias=bias)
+    act = check_activation(activation)
+    nhwc = check_layout(layout)
+    sh, sw = _pair(stride, "stride", 1)
+
+    single = x.ndim == 3
+    if x.ndim not in (3, 4):
+        dims = "(N, H, W, C) or (H, W, C)" if nhwc else "(N, C, H, W) or (C, H, W)"
+        raise ValueError(f"{op} expects x of shape {dims}, got x of shape {x.shape}")
+    x4 = x[None] if single else x
+    if nhwc:  # the (N, C, H, W) view of a channels-last array: no copy
+        x4 = x4.transpose(0, 3, 1, 2)
+    w2 = _weight_2d(weight, op)
+    f, cg = w2.shape
+    c = x4.shape[1]
+    g = check_groups(groups, c, f, x.shape, weight.shape)
+    if c != cg * g:
+        expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
+        raise ValueError(f"weight of shape {weight.shape} expects x with {expect}, got x of shape {x.shape}")
+    if bias is not None and bias.shape != (f,):
+        raise ValueError(
+            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
+            f"expected bias of shape ({f},)"
+        )
+
+    xs = x4[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x4  # the pixels read: a view
+    n, _, ho, wo = xs.shape
+    if nhwc:
+        shape = (ho, wo, f) if single else (n, ho, wo, f)
+    else:
+        shape = (f, ho, wo) if single else (n, f, ho, wo)
+    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
+    if out is None:
+        out = np.empty(shape, dtype)
+    out4 = out[None] if single else out
+
+    xk = for_kernel(xs, dtype)
+    if nhwc and not _pixels_in_sequence(xk):
+        # the NHWC kernel walks the pixels as one sequence; a strided or cropped view is
+        # gathered (its own pixels only, channels-last) first
+        xk = np.ascontiguousarray(xk.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return Conv1x1Args(
+        x=xk,
+        w=for_kernel(w2, dtype),
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
+        act=act,
+        out=out4,
+        result=out,
+        dtype=dtype,
+        groups=g,
+        nhwc=nhwc,
+        stride=(sh, sw),
+    )
+
+
+def _pixels_in_sequence(a: np.ndarray) -> bool:
+    """Are the pixels of an (N, C, H, W) array one arithmetic sequence in memory?"""
+    _, _, h, w = a.shape
+    return h <= 1 or w <= 1 or a.strides[2] == w * a.strides[3]
+
+
+# ---- conv2d --------------------------------------------------------------------------------
+
+ALGORITHMS = ("auto", "direct", "im2col")
+
+
+class Conv2dArgs(NamedTuple):
+    x: np.ndarray  # (N, C, H, W), kernel-ready
+    w: np.ndarray  # (F, C*KH*KW), kernel-ready, any strides (columns in (c, kh, kw) order)
+    bias: Optional[np.ndarray]  # (F,) contiguous, or None
+    act: int
+    out: np.ndarray  # (N, F, Ho, Wo) C-contiguous
+    result: np.ndarray  # what the caller returns: out, or its (F, Ho, Wo) view
+    dtype: np.dtype
+    geom: tuple  # (kh, kw, sh, sw, ph, pw, dh, dw): ph, pw the top/left padding
+    algorithm: str  # "auto", "direct" or "im2col"
 
 
 def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:

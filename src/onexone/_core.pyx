@@ -46,8 +46,16 @@ cdef extern from "onexone.h" nogil:
     void oxo_threads_init()
 
     int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
-                         ptrdiff_t sw_c, size_t f, const void *bias, int act, void *y,
-                         int n_threads)
+                         ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act,
+                         void *y, int n_threads)
+    int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                         ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act,
+                         void *y, int n_threads)
+    int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void *w,
+                           ptrdiff_t sw_f, ptrdiff_t sw_c, size_t c, size_t groups, void *dx,
+                           int n_threads)
+    int oxo_conv1x1_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x,
+                           size_t groups, void *dw, int n_threads)
     ctypedef struct oxo_conv2d_geom:
         size_t kh, kw, ho, wo
         ptrdiff_t sh, sw, ph, pw, dh, dw
@@ -189,25 +197,81 @@ cdef inline bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
     return a0 < b1 and b0 < a1
 
 
-def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads):
-    """out (N, F, H, W) = act(conv1x1(x (N, C, H, W), w (F, C)) + bias)."""
+cdef inline void _matrix_strides(cnp.ndarray w, ptrdiff_t *s0, ptrdiff_t *s1):
+    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
+    s0[0] = cnp.PyArray_STRIDES(w)[0] // item
+    s1[0] = cnp.PyArray_STRIDES(w)[1] // item
+
+
+def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
+                 size_t groups=1):
+    """out (N, F, H, W) = act(conv1x1(x (N, C, H, W), w (F, C/groups)) + bias)."""
     cdef oxo_tensor4 tx
     _tensor4(x, &tx)
-    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
-    cdef ptrdiff_t sw_f = cnp.PyArray_STRIDES(w)[0] // item
-    cdef ptrdiff_t sw_c = cnp.PyArray_STRIDES(w)[1] // item
+    cdef ptrdiff_t sw_f, sw_c
+    _matrix_strides(w, &sw_f, &sw_c)
     cdef size_t f = cnp.PyArray_DIMS(w)[0]
-    cdef const void *pb = NULL
-    if bias is not None:
-        pb = cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef const void *pb = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
     cdef void *py = cnp.PyArray_DATA(out)
     cdef const void *pw = cnp.PyArray_DATA(w)
     cdef oxo_dtype dt = _dtype_code(x)
     cdef int rc
     with nogil:
-        rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, pb, act, py, n_threads)
+        rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
     _check(rc)
     return out
+
+
+def conv1x1_nhwc(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
+                 size_t groups=1):
+    """out (N, H, W, F) = act(conv1x1(x, w (F, C/groups)) + bias), x given as an (N, C, H, W)
+    view of an NHWC array whose pixels form one sequence."""
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
+    cdef ptrdiff_t sw_f, sw_c
+    _matrix_strides(w, &sw_f, &sw_c)
+    cdef size_t f = cnp.PyArray_DIMS(w)[0]
+    cdef const void *pb = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef void *py = cnp.PyArray_DATA(out)
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef oxo_dtype dt = _dtype_code(x)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv1x1_nhwc(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
+    _check(rc)
+    return out
+
+
+def conv1x1_grad_x(cnp.ndarray dy, cnp.ndarray w, cnp.ndarray dx, bint nhwc, int n_threads,
+                   size_t groups=1):
+    """dx = W^T dy per group; dy as an (N, F, Ho, Wo) view, dx C-contiguous."""
+    cdef oxo_tensor4 tdy
+    _tensor4(dy, &tdy)
+    cdef ptrdiff_t sw_f, sw_c
+    _matrix_strides(w, &sw_f, &sw_c)
+    cdef size_t c = cnp.PyArray_DIMS(dx)[3 if nhwc else 1]
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef void *pdx = cnp.PyArray_DATA(dx)
+    cdef oxo_dtype dt = _dtype_code(dy)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv1x1_grad_x(dt, nhwc, &tdy, pw, sw_f, sw_c, c, groups, pdx, n_threads)
+    _check(rc)
+    return dx
+
+
+def conv1x1_grad_w(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dw, int n_threads, size_t groups=1):
+    """dw (F, C/groups) = sum over images of dy x^T per group; dy, x as (N, ., Ho, Wo) views."""
+    cdef oxo_tensor4 tdy, tx
+    _tensor4(dy, &tdy)
+    _tensor4(x, &tx)
+    cdef void *pdw = cnp.PyArray_DATA(dw)
+    cdef oxo_dtype dt = _dtype_code(dy)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv1x1_grad_w(dt, &tdy, &tx, groups, pdw, n_threads)
+    _check(rc)
+    return dw
 
 
 # ---- conv2d --------------------------------------------------------------------------------

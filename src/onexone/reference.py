@@ -20,7 +20,7 @@ import numpy as np
 
 from ._args import check_conv1x1, check_conv2d, check_n_threads
 
-__all__ = ["conv1x1", "conv1x1_naive", "conv2d", "conv2d_naive", "activate"]
+__all__ = ["conv1x1", "conv1x1_naive", "conv1x1_backward", "conv2d", "conv2d_naive", "activate"]
 
 
 def activate(y: np.ndarray, act) -> np.ndarray:
@@ -33,16 +33,26 @@ def activate(y: np.ndarray, act) -> np.ndarray:
     return y
 
 
+def _grouped(a, axis: int, groups: int):
+    """Split axis into (groups, size/groups)."""
+    shape = a.shape[:axis] + (groups, a.shape[axis] // groups) + a.shape[axis + 1:]
+    return a.reshape(shape)
+
+
 def conv1x1(
     x,
     weight,
     bias=None,
     *,
+    stride=1,
+    groups: int = 1,
+    layout: str = "NCHW",
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     n_threads: Optional[int] = None,
 ) -> np.ndarray:
-    """NumPy baseline: ``np.matmul(W, x.reshape(N, C, H*W))`` + bias, then the activation.
+    """NumPy baseline: ``np.matmul(W, x.reshape(N, C, H*W))`` + bias, then the activation
+    (per group; strided and NHWC inputs through views and ``np.matmul``'s broadcasting).
 
     Examples
     --------
@@ -52,14 +62,25 @@ def conv1x1(
     >>> reference.conv1x1(x, w, np.array([1.0, -5.0]), activation="relu")[0, :, 0, 0]
     array([4., 0.])
     """
-    a = check_conv1x1(x, weight, bias, activation, out, op="reference.conv1x1")
+    a = check_conv1x1(x, weight, bias, activation, out, stride, groups, layout,
+                      op="reference.conv1x1")
     check_n_threads(n_threads, 1)
     n, c, h, w = a.x.shape
-    f = a.w.shape[0]
-    y = a.out.reshape(n, f, h * w)  # a view: out is C-contiguous
-    np.matmul(a.w, a.x.reshape(n, c, h * w), out=y)
-    if a.bias is not None:
-        y += a.bias[:, None]
+    f, g = a.w.shape[0], a.groups
+    wg = _grouped(a.w, 0, g)  # (g, F/g, C/g)
+    if a.nhwc:
+        xg = _grouped(a.x.transpose(0, 2, 3, 1).reshape(n, h * w, c), 2, g)  # (N, P, g, C/g)
+        y = np.matmul(xg.transpose(0, 2, 1, 3), wg.transpose(0, 2, 1))  # (N, g, P, F/g)
+        a.out.reshape(n, h * w, g, f // g)[...] = y.transpose(0, 2, 1, 3)
+        y = a.out.reshape(n, h * w, f)
+        if a.bias is not None:
+            y += a.bias
+    else:
+        xg = _grouped(a.x.reshape(n, c, h * w), 1, g)  # (N, g, C/g, P)
+        np.matmul(wg, xg, out=a.out.reshape(n, g, f // g, h * w))
+        y = a.out.reshape(n, f, h * w)
+        if a.bias is not None:
+            y += a.bias[:, None]
     activate(y, a.act)
     return a.result
 
@@ -69,11 +90,15 @@ def conv1x1_naive(
     weight,
     bias=None,
     *,
+    stride=1,
+    groups: int = 1,
+    layout: str = "NCHW",
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     n_threads: Optional[int] = None,
 ) -> np.ndarray:
-    """The definition, in float64: ``y[n,f,h,w] = act(sum_c w[f,c] x[n,c,h,w] + b[f])``.
+    """The definition, in float64:
+    ``y[n, q*Fg+f, i, j] = act(sum_c w[q*Fg+f, c] x[n, q*Cg+c, i*sh, j*sw] + b[q*Fg+f])``.
 
     Examples
     --------
@@ -82,14 +107,81 @@ def conv1x1_naive(
     >>> reference.conv1x1_naive(np.ones((2, 1, 1)), np.full((1, 2), 3.0))[:, 0, 0]
     array([6.])
     """
-    a = check_conv1x1(x, weight, bias, activation, out, op="reference.conv1x1_naive")
+    a = check_conv1x1(x, weight, bias, activation, out, stride, groups, layout,
+                      op="reference.conv1x1_naive")
     check_n_threads(n_threads, 1)
-    y = np.einsum("fc,nchw->nfhw", a.w.astype(np.float64), a.x.astype(np.float64))
+    g = a.groups
+    xg = _grouped(a.x.astype(np.float64), 1, g)  # (N, g, Cg, Ho, Wo)
+    wg = _grouped(a.w.astype(np.float64), 0, g)  # (g, Fg, Cg)
+    n, _, ho, wo = a.x.shape
+    y = np.einsum("qfc,nqchw->nqfhw", wg, xg).reshape(n, a.w.shape[0], ho, wo)
     if a.bias is not None:
         y += a.bias.astype(np.float64)[None, :, None, None]
     activate(y, a.act)
-    a.out[...] = y
+    a.out[...] = y.transpose(0, 2, 3, 1) if a.nhwc else y
     return a.result
+
+
+def conv1x1_backward(
+    grad_y,
+    x,
+    weight,
+    *,
+    stride=1,
+    groups: int = 1,
+    layout: str = "NCHW",
+    need=("x", "w", "b"),
+    n_threads: Optional[int] = None,
+):
+    """NumPy reference for :func:`onexone.conv1x1_backward`, in float64 then rounded to the
+    result dtype: ``grad_x = W^T grad_y`` scattered back to the pixels the stride read,
+    ``grad_w = sum_n grad_y x^T``, ``grad_b = sum of grad_y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onexone import reference
+    >>> gx, gw, gb = reference.conv1x1_backward(np.ones((1, 2, 3, 3)), np.ones((1, 4, 3, 3)),
+    ...                                          np.ones((2, 4)))
+    >>> gx.shape, gw.shape, gb.tolist()
+    ((1, 4, 3, 3), (2, 4), [9.0, 9.0])
+    """
+    from ._args import as_array, check_need, result_dtype
+
+    wanted = check_need(need)
+    a = check_conv1x1(x, weight, None, None, None, stride, groups, layout,
+                      op="reference.conv1x1_backward")
+    check_n_threads(n_threads, 1)
+    gy = as_array(grad_y, "grad_y")
+    if gy.shape != a.result.shape:
+        raise ValueError(f"grad_y of shape {gy.shape} does not match the forward result of shape {a.result.shape}")
+    dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
+    x_arr = as_array(x, "x")
+    single = x_arr.ndim == 3
+    gy4 = (gy[None] if single else gy).astype(np.float64)
+    if a.nhwc:
+        gy4 = gy4.transpose(0, 3, 1, 2)  # (N, F, Ho, Wo)
+    g = a.groups
+    gyg = _grouped(gy4, 1, g)  # (N, g, Fg, Ho, Wo)
+    xg = _grouped(a.x.astype(np.float64), 1, g)  # (N, g, Cg, Ho, Wo)
+    wg = _grouped(a.w.astype(np.float64), 0, g)  # (g, Fg, Cg)
+
+    grad_b = gy4.sum(axis=(0, 2, 3)).astype(dtype) if "b" in wanted else None
+    grad_w = None
+    if "w" in wanted:
+        dw = np.einsum("nqfhw,nqchw->qfc", gyg, xg).reshape(a.w.shape)
+        grad_w = dw.reshape(np.shape(weight)).astype(dtype)
+    grad_x = None
+    if "x" in wanted:
+        gxs = np.einsum("qfc,nqfhw->nqchw", wg, gyg).reshape(a.x.shape)  # at the read pixels
+        x4 = x_arr[None] if single else x_arr
+        full = x4.transpose(0, 3, 1, 2).shape if a.nhwc else x4.shape
+        dx = np.zeros(full)
+        dx[:, :, :: a.stride[0], :: a.stride[1]] = gxs
+        if a.nhwc:
+            dx = dx.transpose(0, 2, 3, 1)
+        grad_x = (dx[0] if single else dx).astype(dtype)
+    return grad_x, grad_w, grad_b
 
 
 def _padded(a, dtype) -> np.ndarray:

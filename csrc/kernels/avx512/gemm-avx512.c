@@ -72,9 +72,29 @@
 #define OXO_MIN(a, b) _mm512_min_ps(a, b)
 #define OXO_HSUM(v) _mm512_reduce_add_ps(v)
 #define OXO_NAME(x) oxo_f32_##x##__avx512
+/* 16 vectors v[k] -> out[k] = sum of v[k]'s lanes, by halving: 256-bit, 128-bit, 64-bit and
+ * 32-bit halves of pairs added (15 adds, 30 shuffles). Lane 4L+m of the last sum holds
+ * v[4m+L]'s total, so the caller passes v[4j+i] = acc[i][j] and gets out[4i+j]. */
+static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
+{
+    __m512 s1[8], s2[4], s3[2];
+    for (int k = 0; k < 8; k++)
+        s1[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int k = 0; k < 4; k++)
+        s2[k] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * k], s1[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_f32x4(s1[2 * k], s1[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int k = 0; k < 2; k++)
+        s3[k] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * k], s2[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(s2[2 * k], s2[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                        _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1))));
+}
+#define OXO_REDUCE16(v, out) oxo_reduce16_ps(v, out)
 #define OXO_MASKBITS(b) ((__mmask16)(b))
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#undef OXO_REDUCE16
 #undef OXO_T
 #undef OXO_V
 #undef OXO_L

@@ -1,0 +1,103 @@
+"""conv1x1_backward: against the NumPy reference (exact on small integers), against finite
+differences in float64, bitwise the same for every thread count, and its errors."""
+import numpy as np
+import pytest
+
+import onexone
+from onexone import reference
+from oxo_testing import same_bits
+
+CASES = [  # (N, C, F, H, W, stride, groups)
+    (1, 4, 6, 5, 7, 1, 1),
+    (2, 12, 9, 9, 13, 2, 3),
+    (3, 16, 8, 7, 7, (1, 2), 4),
+    (1, 64, 32, 28, 28, 1, 1),
+    (2, 33, 22, 6, 11, 3, 11),
+    (1, 300, 40, 7, 7, 1, 2),
+]
+
+
+def _problem(rng, case, dtype, layout):
+    n, c, f, h, w, stride, groups = case
+    x = rng.integers(-4, 5, (n, c, h, w)).astype(dtype)
+    weight = rng.integers(-3, 4, (f, c // groups, 1, 1)).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    y = onexone.conv1x1(x, weight, stride=stride, groups=groups, layout=layout)
+    gy = rng.integers(-3, 4, y.shape).astype(dtype)
+    return x, weight, gy, dict(stride=stride, groups=groups, layout=layout)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_matches_reference_exactly(isa, dtype, rng, case, layout):
+    x, weight, gy, kw = _problem(rng, case, dtype, layout)
+    got = onexone.conv1x1_backward(gy, x, weight, **kw)
+    want = reference.conv1x1_backward(gy, x, weight, **kw)
+    for g, r, like in zip(got, want, (x, weight, weight[:, 0, 0, 0])):
+        np.testing.assert_array_equal(g, r)
+        assert g.shape == like.shape and g.dtype == dtype
+
+
+def test_need_selects_gradients(rng):
+    x, weight, gy, kw = _problem(rng, CASES[1], np.float64, "NCHW")
+    full = onexone.conv1x1_backward(gy, x, weight, **kw)
+    for need in (("x",), ("w",), ("b",), ("x", "b"), "w"):
+        got = onexone.conv1x1_backward(gy, x, weight, need=need, **kw)
+        for name, g, f in zip("xwb", got, full):
+            if name in need:
+                np.testing.assert_array_equal(g, f)
+            else:
+                assert g is None
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_finite_differences_float64(rng, layout):
+    """d/dp of L = sum(conv1x1(x, w, b) * R) by central differences, at sampled entries."""
+    n, c, f, h, w, stride, groups = 2, 6, 4, 5, 6, 2, 2
+    x = rng.standard_normal((n, c, h, w))
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    weight = rng.standard_normal((f, c // groups, 1, 1))
+    bias = rng.standard_normal(f)
+    kw = dict(stride=stride, groups=groups, layout=layout)
+    r = rng.standard_normal(onexone.conv1x1(x, weight, bias, **kw).shape)
+
+    def loss(xx, ww, bb):
+        return float((onexone.conv1x1(xx, ww, bb, **kw) * r).sum())
+
+    gx, gw, gb = onexone.conv1x1_backward(r, x, weight, **kw)
+    eps = 1e-6
+    for arr, grad, which in ((x, gx, 0), (weight, gw, 1), (bias, gb, 2)):
+        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(12)]:
+            args = [x.copy(), weight.copy(), bias.copy()]
+            args[which][idx] += eps
+            up = loss(*args)
+            args[which][idx] -= 2 * eps
+            down = loss(*args)
+            assert abs((up - down) / (2 * eps) - grad[idx]) < 1e-6 * max(1.0, abs(grad[idx]))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_thread_count_invariance(rng, layout):
+    n, c, f, h, w = 3, 96, 64, 14, 14
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    weight = rng.standard_normal((f, c // 2, 1, 1)).astype(np.float32)
+    kw = dict(stride=1, groups=2, layout=layout)
+    gy = rng.standard_normal(onexone.conv1x1(x, weight, **kw).shape).astype(np.float32)
+    runs = [onexone.conv1x1_backward(gy, x, weight, n_threads=t, **kw) for t in (1, 2, 3, 8)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert same_bits(a, b)
+
+
+def test_errors():
+    x, w = np.ones((1, 8, 4, 4)), np.ones((6, 8, 1, 1))
+    with pytest.raises(ValueError, match=r"grad_y of shape \(1, 6, 2, 2\) does not match .* y of shape \(1, 6, 4, 4\)"):
+        onexone.conv1x1_backward(np.ones((1, 6, 2, 2)), x, w)
+    with pytest.raises(ValueError, match="need has unknown gradients 'bias'"):
+        onexone.conv1x1_backward(np.ones((1, 6, 4, 4)), x, w, need=("x", "bias"))
+    with pytest.raises(ValueError, match=r"groups=5 must divide the input channels"):
+        onexone.conv1x1_backward(np.ones((1, 6, 4, 4)), x, w, groups=5)
