@@ -102,17 +102,36 @@ static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, 
 /* One cache block of output slot s (an image and a group): rows [i0, i1) x columns [j0, j1)
  * through all of K, plus the image's dot-product tail columns when ntail > 0 (so the A
  * micro-panel they need is still in L1). */
+/* Output slot s: image s / groups (all images, summed, with reduce_batch) and group q. */
+typedef struct slot {
+    size_t q, b_first, b_end; /* the group, the images [b_first, b_end) that feed it */
+    char *C;                  /* its C */
+    const char *bias;         /* its bias, or NULL */
+} slot;
+
+static slot slot_of(const plan *pl, size_t s)
+{
+    const oxo_gemm *g = pl->g;
+    const ptrdiff_t es = (ptrdiff_t)pl->es;
+    slot o;
+    o.q = s % pl->groups;
+    o.b_first = g->reduce_batch ? 0 : s / pl->groups;
+    o.b_end = g->reduce_batch ? g->batch : o.b_first + 1;
+    o.C = (char *)g->C + ((g->reduce_batch ? 0 : (ptrdiff_t)o.b_first * g->bs_c) +
+                          (ptrdiff_t)o.q * g->gs_c) * es;
+    o.bias = g->bias ? (const char *)g->bias + (ptrdiff_t)o.q * g->gs_bias * es : NULL;
+    return o;
+}
+
 static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1,
                       size_t ntail, char *bpack, char *tpack)
 {
     const oxo_gemm *g = pl->g;
-    const size_t es = pl->es, groups = pl->groups, q = s % groups;
-    /* with reduce_batch the images are summed into one C: loop over them here */
-    const size_t b_first = g->reduce_batch ? 0 : s / groups;
-    const size_t b_end = g->reduce_batch ? g->batch : b_first + 1;
-    char *C = (char *)g->C + ((g->reduce_batch ? 0 : (ptrdiff_t)b_first * g->bs_c) +
-                              (ptrdiff_t)q * g->gs_c) * (ptrdiff_t)es;
-    const char *bias = g->bias ? (const char *)g->bias + (ptrdiff_t)q * g->gs_bias * (ptrdiff_t)es : NULL;
+    const size_t es = pl->es, groups = pl->groups;
+    const slot o = slot_of(pl, s);
+    const size_t q = o.q, b_first = o.b_first, b_end = o.b_end;
+    char *C = o.C;
+    const char *bias = o.bias;
 
     oxo_tile t;
     t.rs_a = g->rs_a;
@@ -171,13 +190,11 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
 static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1)
 {
     const oxo_gemm *g = pl->g;
-    const size_t es = pl->es, groups = pl->groups, q = s % groups;
-    const size_t dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
-    const size_t b_first = g->reduce_batch ? 0 : s / groups;
-    const size_t b_end = g->reduce_batch ? g->batch : b_first + 1;
-    char *C = (char *)g->C + ((g->reduce_batch ? 0 : (ptrdiff_t)b_first * g->bs_c) +
-                              (ptrdiff_t)q * g->gs_c) * (ptrdiff_t)es;
-    const char *bias = g->bias ? (const char *)g->bias + (ptrdiff_t)q * g->gs_bias * (ptrdiff_t)es : NULL;
+    const size_t es = pl->es, dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
+    const slot o = slot_of(pl, s);
+    const size_t q = o.q, b_first = o.b_first, b_end = o.b_end;
+    char *C = o.C;
+    const char *bias = o.bias;
     oxo_dot_tile d;
     d.rs_a = g->rs_a;
     d.rs_bt = g->rs_b;

@@ -174,7 +174,7 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
         if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
             return None
     w2 = aw if wnd == 2 else aw[:, :, 0, 0]
-    return conv1x1_nchw(ax, w2, bias, act, ao, nt)
+    return conv1x1(ax, w2, bias, act, ao, nt)
 
 
 cdef inline bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
@@ -203,9 +203,11 @@ cdef inline void _matrix_strides(cnp.ndarray w, ptrdiff_t *s0, ptrdiff_t *s1):
     s1[0] = cnp.PyArray_STRIDES(w)[1] // item
 
 
-def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
-                 size_t groups=1):
-    """out (N, F, H, W) = act(conv1x1(x (N, C, H, W), w (F, C/groups)) + bias)."""
+def conv1x1(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
+            size_t groups=1, bint nhwc=False):
+    """out = act(conv1x1(x, w (F, C/groups)) + bias): x (N, C, H, W) and out (N, F, H, W), or
+    with nhwc x an (N, C, H, W) view of an NHWC array whose pixels form one sequence and out
+    (N, H, W, F)."""
     cdef oxo_tensor4 tx
     _tensor4(x, &tx)
     cdef ptrdiff_t sw_f, sw_c
@@ -217,27 +219,10 @@ def conv1x1_nchw(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, i
     cdef oxo_dtype dt = _dtype_code(x)
     cdef int rc
     with nogil:
-        rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
-    _check(rc)
-    return out
-
-
-def conv1x1_nhwc(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
-                 size_t groups=1):
-    """out (N, H, W, F) = act(conv1x1(x, w (F, C/groups)) + bias), x given as an (N, C, H, W)
-    view of an NHWC array whose pixels form one sequence."""
-    cdef oxo_tensor4 tx
-    _tensor4(x, &tx)
-    cdef ptrdiff_t sw_f, sw_c
-    _matrix_strides(w, &sw_f, &sw_c)
-    cdef size_t f = cnp.PyArray_DIMS(w)[0]
-    cdef const void *pb = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
-    cdef void *py = cnp.PyArray_DATA(out)
-    cdef const void *pw = cnp.PyArray_DATA(w)
-    cdef oxo_dtype dt = _dtype_code(x)
-    cdef int rc
-    with nogil:
-        rc = oxo_conv1x1_nhwc(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
+        if nhwc:
+            rc = oxo_conv1x1_nhwc(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
+        else:
+            rc = oxo_conv1x1_nchw(dt, &tx, pw, sw_f, sw_c, f, groups, pb, act, py, n_threads)
     _check(rc)
     return out
 

@@ -93,8 +93,7 @@ def conv1x1(
             return y
     a = check_conv1x1(x, weight, bias, activation, out, stride, groups, layout)
     nt = check_n_threads(n_threads, get_num_threads())
-    run = _core.conv1x1_nhwc if a.nhwc else _core.conv1x1_nchw
-    run(a.x, a.w, a.bias, a.act, a.out, nt, a.groups)
+    _core.conv1x1(a.x, a.w, a.bias, a.act, a.out, nt, a.groups, a.nhwc)
     return a.result
 
 
@@ -284,7 +283,7 @@ def conv2d(
     algo = _auto_algorithm(a) if a.algorithm == "auto" else a.algorithm
     if algo == "1x1":
         _, _, sh, sw, _, _, _, _ = a.geom
-        _core.conv1x1_nchw(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt)
+        _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt)
     elif algo == "direct":
         _core.conv2d_direct_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     else:

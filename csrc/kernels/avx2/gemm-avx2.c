@@ -84,24 +84,7 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_MASKBITS(b) oxo_maskbits32_avx2(b)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
-#undef OXO_T
-#undef OXO_V
-#undef OXO_L
-#undef OXO_M
-#undef OXO_MASK
-#undef OXO_LOAD
-#undef OXO_LOADM
-#undef OXO_STORE
-#undef OXO_STOREM
-#undef OXO_SET1
-#undef OXO_ZERO
-#undef OXO_FMA
-#undef OXO_ADD
-#undef OXO_MAX
-#undef OXO_MIN
-#undef OXO_HSUM
-#undef OXO_NAME
-#undef OXO_MASKBITS
+#include "../vec_undef.h"
 
 /* ---- f64 ---- */
 #define OXO_T double

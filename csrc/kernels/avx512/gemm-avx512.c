@@ -94,25 +94,7 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_MASKBITS(b) ((__mmask16)(b))
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
-#undef OXO_REDUCE16
-#undef OXO_T
-#undef OXO_V
-#undef OXO_L
-#undef OXO_M
-#undef OXO_MASK
-#undef OXO_LOAD
-#undef OXO_LOADM
-#undef OXO_STORE
-#undef OXO_STOREM
-#undef OXO_SET1
-#undef OXO_ZERO
-#undef OXO_FMA
-#undef OXO_ADD
-#undef OXO_MAX
-#undef OXO_MIN
-#undef OXO_HSUM
-#undef OXO_NAME
-#undef OXO_MASKBITS
+#include "../vec_undef.h"
 
 /* ---- f64 ---- */
 #define OXO_T double
