@@ -5,6 +5,7 @@ Without a subcommand: the main job on built-in defaults, i.e. the build configur
 all usable cores. Subcommands (``python -m onexone SUBCOMMAND --help`` for their options):
 
   bench    the peer benchmark: onexone vs NumPy, PyTorch, ONNX Runtime (onexone.bench)
+  demo     why 1x1 convolutions pay: Inception's reductions and FCN, measured (onexone.demo)
   config   print how onexone was built and what it runs here
 """
 from __future__ import annotations
@@ -17,6 +18,12 @@ def _bench(argv: Sequence[str]) -> int:
     from . import bench
 
     return bench.main(argv)
+
+
+def _demo(argv: Sequence[str]) -> int:
+    from . import demo
+
+    return demo.main(argv)
 
 
 def _config(argv: Sequence[str]) -> int:
@@ -40,6 +47,7 @@ def _default(argv: Sequence[str]) -> int:
 #: name -> (one-line help, function(argv) -> exit code). A new subcommand is one entry here.
 SUBCOMMANDS: Dict[str, Tuple[str, Callable[[Sequence[str]], int]]] = {
     "bench": ("the peer benchmark: onexone vs NumPy, PyTorch, ONNX Runtime", _bench),
+    "demo": ("why 1x1 convolutions pay: Inception's reductions and FCN, FLOPs and times", _demo),
     "config": ("print how onexone was built and what it runs here", _config),
 }
 
