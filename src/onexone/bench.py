@@ -26,7 +26,12 @@ to the same thread count and its result is checked once against the NumPy refere
 The machine peak comes from ``onexone._core.peak_gflops``: a short FMA-throughput probe of
 the active ISA on the same threads (12 independent FMA chains per thread).
 
-A KxK conv2d suite (``kxk=True``, ``--kxk``) is planned and not implemented yet.
+The KxK suite (``kxk=True``, ``python -m onexone bench --kxk``): the same method on the
+KxK layers of :data:`KXK_SUITE` (ResNet-50's 3x3 layers and stem, Inception's 3x3 and 5x5),
+with the implementations of :data:`KXK_IMPLEMENTATIONS`: onexone.conv2d's direct kernel (the
+``onexone`` column; ``+relu`` with ReLU fused) and its im2col algorithm, NumPy's im2col
+(:func:`onexone.reference.conv2d`: ``sliding_window_view`` + ``np.matmul``), PyTorch NCHW
+and channels_last, and ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -76,22 +81,40 @@ __all__ = [
 
 
 class Layer(NamedTuple):
-    """A 1x1 convolution layer, stride 1: ``C`` input channels, ``F`` filters, ``H x W``."""
+    """A convolution layer: ``C`` input channels, ``F`` filters, an ``H x W`` input; a 1x1
+    kernel with stride 1 unless ``kh, kw, stride, padding`` say otherwise (the KxK suite)."""
 
     name: str
     c: int
     f: int
     h: int
     w: int
+    kh: int = 1
+    kw: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    def out_hw(self) -> Tuple[int, int]:
+        """Output size (PyTorch's formula)."""
+        return ((self.h + 2 * self.padding - self.kh) // self.stride + 1,
+                (self.w + 2 * self.padding - self.kw) // self.stride + 1)
+
+    def geometry(self) -> Dict[str, int]:
+        """The stride and padding arguments of a KxK layer ({} for a plain 1x1 layer)."""
+        if (self.kh, self.kw, self.stride, self.padding) == (1, 1, 1, 0):
+            return {}
+        return {"stride": self.stride, "padding": self.padding}
 
     def flop(self, batch: int = 1) -> int:
         """Floating-point operations of one call: a multiply and an add per MAC."""
-        return 2 * batch * self.c * self.f * self.h * self.w
+        ho, wo = self.out_hw()
+        return 2 * batch * self.c * self.f * self.kh * self.kw * ho * wo
 
     def nbytes(self, batch: int = 1, itemsize: int = 4) -> int:
         """Bytes of x, w and y, each moved once: the roofline's traffic."""
-        p = self.h * self.w
-        return itemsize * (batch * self.c * p + self.f * self.c + batch * self.f * p)
+        ho, wo = self.out_hw()
+        return itemsize * (batch * self.c * self.h * self.w + self.f * self.c * self.kh * self.kw
+                           + batch * self.f * ho * wo)
 
     def intensity(self, batch: int = 1, itemsize: int = 4) -> float:
         """Arithmetic intensity, FLOP per byte of x + w + y."""
@@ -135,25 +158,50 @@ PRESETS: Dict[str, Tuple[str, ...]] = {
 }
 
 
-def select_layers(spec: Union[str, Iterable[str], None] = None) -> List[Layer]:
+#: The KxK suite: (name, C, F, H, W, KH, KW, stride, padding), batch 1 in the issue.
+KXK_SUITE: Tuple[Layer, ...] = tuple(
+    Layer(*row)
+    for row in [
+        ("r50.c2.3x3", 64, 64, 56, 56, 3, 3, 1, 1),
+        ("r50.c3.3x3", 128, 128, 28, 28, 3, 3, 1, 1),
+        ("r50.c4.3x3", 256, 256, 14, 14, 3, 3, 1, 1),
+        ("r50.c5.3x3", 512, 512, 7, 7, 3, 3, 1, 1),
+        ("incep3a.3x3", 96, 128, 28, 28, 3, 3, 1, 1),
+        ("incep3a.5x5", 16, 32, 28, 28, 5, 5, 1, 2),
+        ("r50.stem", 3, 64, 224, 224, 7, 7, 2, 3),
+    ]
+)
+
+_KXK_BY_NAME: Dict[str, Layer] = {layer.name: layer for layer in KXK_SUITE}
+
+KXK_PRESETS: Dict[str, Tuple[str, ...]] = {
+    "all": tuple(_KXK_BY_NAME),
+    "r50": tuple(n for n in _KXK_BY_NAME if n.startswith("r50.c")),
+    "incep": tuple(n for n in _KXK_BY_NAME if n.startswith("incep")),
+}
+
+
+def select_layers(spec: Union[str, Iterable[str], None] = None, kxk: bool = False) -> List[Layer]:
     """Layers from a comma-separated string or a list of layer and preset names
-    (``None``: the whole suite), in the order first named, without duplicates."""
+    (``None``: the whole suite), in the order first named, without duplicates; from the KxK
+    suite with ``kxk``."""
+    by_name, presets = (_KXK_BY_NAME, KXK_PRESETS) if kxk else (_BY_NAME, PRESETS)
     if spec is None:
-        return list(SUITE)
+        return list(by_name.values())
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     chosen: Dict[str, Layer] = {}
     for raw in names:
         name = raw.strip()
         if not name:
             continue
-        if name in PRESETS:
-            chosen.update((n, _BY_NAME[n]) for n in PRESETS[name])
-        elif name in _BY_NAME:
-            chosen[name] = _BY_NAME[name]
+        if name in presets:
+            chosen.update((n, by_name[n]) for n in presets[name])
+        elif name in by_name:
+            chosen[name] = by_name[name]
         else:
             raise ValueError(
-                f"unknown layer or preset {name!r}; presets: {', '.join(PRESETS)}; "
-                f"layers: {', '.join(_BY_NAME)}"
+                f"unknown {'KxK ' if kxk else ''}layer or preset {name!r}; presets: "
+                f"{', '.join(presets)}; layers: {', '.join(by_name)}"
             )
     if not chosen:
         raise ValueError("no layers selected")
@@ -161,13 +209,14 @@ def select_layers(spec: Union[str, Iterable[str], None] = None) -> List[Layer]:
 
 
 def make_inputs(layer: Layer, batch: int = 1, seed: int = 0):
-    """float32 ``x`` (N, C, H, W), ``w`` (F, C, 1, 1) and ``b`` (F,), C-contiguous.
+    """float32 ``x`` (N, C, H, W), ``w`` (F, C, KH, KW) and ``b`` (F,), C-contiguous.
 
-    Values are uniform in [-1, 1) with ``w`` scaled by 1/sqrt(C), so about half the outputs
-    are negative (ReLU does real work) and their size does not grow with C."""
+    Values are uniform in [-1, 1) with ``w`` scaled by 1/sqrt(C*KH*KW), so about half the
+    outputs are negative (ReLU does real work) and their size does not grow with C."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (batch, layer.c, layer.h, layer.w)).astype(np.float32)
-    w = (rng.uniform(-1, 1, (layer.f, layer.c, 1, 1)) / math.sqrt(layer.c)).astype(np.float32)
+    k = layer.c * layer.kh * layer.kw
+    w = (rng.uniform(-1, 1, (layer.f, layer.c, layer.kh, layer.kw)) / math.sqrt(k)).astype(np.float32)
     b = rng.uniform(-0.1, 0.1, layer.f).astype(np.float32)
     return x, w, b
 
@@ -175,10 +224,10 @@ def make_inputs(layer: Layer, batch: int = 1, seed: int = 0):
 def check_result(actual, expected: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     """Assert that an implementation's output matches the reference in float32.
 
-    ``rtol`` 1e-4, and an absolute tolerance that scales with the reduction length C and
-    the input magnitudes (``C * eps * max|x| * max|w|``), for outputs near zero where
+    ``rtol`` 1e-4, and an absolute tolerance that scales with the reduction length C*KH*KW
+    and the input magnitudes (``C*KH*KW * eps * max|x| * max|w|``), for outputs near zero where
     differently ordered float32 sums legitimately differ."""
-    c = x.shape[1]
+    c = int(np.prod(w.shape[1:]))
     eps = np.finfo(np.float32).eps
     atol = 2 * c * eps * float(np.abs(x).max(initial=0)) * float(np.abs(w).max(initial=0))
     np.testing.assert_allclose(np.asarray(actual).reshape(expected.shape), expected, rtol=1e-4, atol=atol)
@@ -233,7 +282,7 @@ def _numpy(x, w, b, threads):
 
 
 @contextlib.contextmanager
-def _torch(x, w, b, threads, channels_last=False):
+def _torch(x, w, b, threads, channels_last=False, stride=1, padding=0):
     """``torch.nn.functional.conv2d`` under ``no_grad`` with ``torch.set_num_threads``."""
     import torch
 
@@ -245,19 +294,22 @@ def _torch(x, w, b, threads, channels_last=False):
             if channels_last:
                 tx = tx.contiguous(memory_format=torch.channels_last)
                 tw = tw.contiguous(memory_format=torch.channels_last)
-            yield lambda: torch.nn.functional.conv2d(tx, tw, tb)
+            yield lambda: torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
     finally:
         torch.set_num_threads(old)
 
 
-def onnx_conv_model(w: np.ndarray, b: np.ndarray, x_shape: Sequence[int]) -> bytes:
+def onnx_conv_model(w: np.ndarray, b: np.ndarray, x_shape: Sequence[int], stride: int = 1,
+                    padding: int = 0) -> bytes:
     """A serialized ONNX model (opset 13): one ``Conv`` with ``w`` and ``b`` as initializers."""
     from onnx import TensorProto, helper, numpy_helper
 
-    y_shape = [x_shape[0], w.shape[0], *x_shape[2:]]
+    kh, kw = w.shape[2:]
+    y_shape = [x_shape[0], w.shape[0], *_out_hw(x_shape, w.shape, stride, padding)]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[1, 1])],
-        "conv1x1",
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[kh, kw],
+                          strides=[stride, stride], pads=[padding] * 4)],
+        "conv1x1" if (kh, kw) == (1, 1) else "conv2d",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
@@ -268,7 +320,7 @@ def onnx_conv_model(w: np.ndarray, b: np.ndarray, x_shape: Sequence[int]) -> byt
 
 
 @contextlib.contextmanager
-def _ort(x, w, b, threads):
+def _ort(x, w, b, threads, stride=1, padding=0):
     """An ONNX Runtime session on CPUExecutionProvider, ``intra_op_num_threads = threads``,
     sequential; input and a preallocated output bound once (``run_with_iobinding``)."""
     import onnxruntime as ort
@@ -277,8 +329,9 @@ def _ort(x, w, b, threads):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(onnx_conv_model(w, b, x.shape), so, providers=["CPUExecutionProvider"])
-    y = np.empty((x.shape[0], w.shape[0]) + x.shape[2:], x.dtype)
+    sess = ort.InferenceSession(onnx_conv_model(w, b, x.shape, stride, padding), so,
+                                providers=["CPUExecutionProvider"])
+    y = np.empty((x.shape[0], w.shape[0]) + _out_hw(x.shape, w.shape, stride, padding), x.dtype)
     binding = sess.io_binding()
     binding.bind_cpu_input("x", x)
     binding.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(y))
@@ -291,6 +344,33 @@ def _ort(x, w, b, threads):
         yield call
     finally:
         del binding, sess
+
+
+def _out_hw(x_shape, w_shape, stride: int, padding: int) -> Tuple[int, int]:
+    return ((x_shape[2] + 2 * padding - w_shape[2]) // stride + 1,
+            (x_shape[3] + 2 * padding - w_shape[3]) // stride + 1)
+
+
+@contextlib.contextmanager
+def _onexone_conv2d(x, w, b, threads, algorithm="direct", activation=None, stride=1, padding=0):
+    """onexone.conv2d with one ``algorithm`` into a preallocated ``out``."""
+    from . import conv2d
+
+    y = np.empty((x.shape[0], w.shape[0]) + _out_hw(x.shape, w.shape, stride, padding), x.dtype)
+    yield lambda: conv2d(x, w, b, stride=stride, padding=padding, activation=activation, out=y,
+                         algorithm=algorithm, n_threads=threads)
+
+
+@contextlib.contextmanager
+def _numpy_im2col(x, w, b, threads, stride=1, padding=0):
+    """:func:`onexone.reference.conv2d` (im2col by ``sliding_window_view``, ``np.matmul`` +
+    bias), BLAS limited to ``threads``."""
+    from threadpoolctl import threadpool_limits
+
+    from .reference import conv2d
+
+    with threadpool_limits(threads, user_api="blas"):
+        yield lambda: conv2d(x, w, b, stride=stride, padding=padding)
 
 
 #: Every implementation, in table order. Peers are the ones onexone is compared with.
@@ -306,6 +386,20 @@ IMPLEMENTATIONS: Dict[str, Impl] = {
     ]
 }
 PEERS: Tuple[str, ...] = ("numpy", "torch", "torch_cl", "ort")
+
+#: The KxK suite's implementations: ``onexone`` is conv2d's direct kernel.
+KXK_IMPLEMENTATIONS: Dict[str, Impl] = {
+    impl.name: impl
+    for impl in [
+        Impl("onexone", "direct", (), _onexone_conv2d),
+        Impl("onexone_relu", "+relu", (), functools.partial(_onexone_conv2d, activation="relu"), "relu"),
+        Impl("onexone_im2col", "im2col", (), functools.partial(_onexone_conv2d, algorithm="im2col")),
+        Impl("numpy", "numpy", ("threadpoolctl",), _numpy_im2col),
+        Impl("torch", "torch", ("torch",), _torch),
+        Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True)),
+        Impl("ort", "ort", ("onnxruntime", "onnx"), _ort),
+    ]
+}
 
 
 def missing_requirement(impl: Impl) -> Optional[str]:
@@ -458,7 +552,8 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     Parameters
     ----------
     layers : str or list of str, optional
-        Layer and preset names (see :data:`PRESETS`); None for the whole suite.
+        Layer and preset names (see :data:`PRESETS`, or :data:`KXK_PRESETS` with ``kxk``);
+        None for the whole suite.
     batch, threads
         Images per call, and the thread count of every implementation (None: onexone's
         default, i.e. all usable cores honouring ``OMP_NUM_THREADS``).
@@ -475,10 +570,9 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     roofs
         Bandwidth roofs of the plot, name -> GB/s (default :data:`BANDWIDTH_ROOFS_GBPS`).
     kxk
-        Reserved for the KxK conv2d suite, not implemented yet.
+        Time onexone.conv2d on the KxK suite (:data:`KXK_SUITE`, :data:`KXK_IMPLEMENTATIONS`)
+        instead of conv1x1 on the 1x1 suite.
     """
-    if kxk:
-        raise NotImplementedError("the KxK conv2d benchmark suite is not implemented yet")
     from . import _core, get_num_threads, show_config
 
     given = dict(repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s, peak_seconds=peak_seconds)
@@ -490,9 +584,9 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     threads = get_num_threads() if threads is None else int(threads)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    chosen = select_layers(layers)
+    chosen = select_layers(layers, kxk)
     impls, skipped = [], {}
-    for impl in IMPLEMENTATIONS.values():
+    for impl in (KXK_IMPLEMENTATIONS if kxk else IMPLEMENTATIONS).values():
         if impl.name == "onexone_relu" and not relu:
             continue
         missing = missing_requirement(impl)
@@ -517,13 +611,15 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
         "method": dict(method, settle_s=settle_s, statistic="median"),
         "busy_before": busy_before,
         "roofs_gbps": dict(roofs or BANDWIDTH_ROOFS_GBPS),
+        "kxk": kxk,
         "implementations": [i.name for i in impls],
         "skipped": skipped,
         "layers": [],
     }
     for k, layer in enumerate(chosen, 1):
+        kernel = f" {layer.kh}x{layer.kw}/s{layer.stride}/p{layer.padding}" if kxk else ""
         _log(progress, f"[{k}/{len(chosen)}] {layer.name} (C={layer.c} F={layer.f} "
-             f"{layer.h}x{layer.w} N={batch})", end="")
+             f"{layer.h}x{layer.w}{kernel} N={batch})", end="")
         timing = dict(repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s)
         results["layers"].append(_time_layer(layer, impls, batch, threads, settle_s, timing,
                                              progress, seed=k))
@@ -555,17 +651,20 @@ def _warn_if_busy(busy: Optional[float], progress: bool) -> Optional[float]:
 def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settle_s: float,
                 timing: dict, progress: bool, seed: int) -> dict:
     """Check and time every implementation on one layer, one after the other; a result row."""
-    from .reference import conv1x1 as reference
+    from . import reference
 
     x, w, b = make_inputs(layer, batch, seed)
-    expected = {act: reference(x, w, b, activation=act) for act in {i.activation for i in impls}}
+    geometry = layer.geometry()  # stride and padding of a KxK layer, for every setup
+    ref = functools.partial(reference.conv2d, **geometry) if geometry else reference.conv1x1
+    expected = {act: ref(x, w, b, activation=act) for act in {i.activation for i in impls}}
     row = {"name": layer.name, "c": layer.c, "f": layer.f, "h": layer.h, "w": layer.w,
+           "kernel": f"{layer.kh}x{layer.kw}", "stride": layer.stride, "padding": layer.padding,
            "flop": layer.flop(batch), "bytes": layer.nbytes(batch),
            "intensity": layer.intensity(batch), "results": {}}
     for impl in impls:
         time.sleep(settle_s)  # the previous library's idle threads stop spinning first
         before = CpuSnapshot.take()
-        with impl.setup(x, w, b, threads) as fn:
+        with impl.setup(x, w, b, threads, **geometry) as fn:
             try:
                 check_result(fn(), expected[impl.activation], x, w)
                 ok = True
@@ -624,19 +723,25 @@ def _disturbed(others_load: Optional[float]) -> bool:
 def format_table(results: dict) -> str:
     """The results as a plain-text table (GFLOP/s per implementation) with a summary."""
     impls = results["implementations"]
-    labels = {n: IMPLEMENTATIONS[n].label if n in IMPLEMENTATIONS else n for n in impls}
+    kxk = results.get("kxk", False)
+    table = KXK_IMPLEMENTATIONS if kxk else IMPLEMENTATIONS
+    labels = {n: table[n].label if n in table else n for n in impls}
     cfg = results["config"]
     m = results["method"]
     lines = [
-        f"onexone {results['versions']['onexone']} peer benchmark: {results['cpu']}, "
+        f"onexone {results['versions']['onexone']} {'KxK conv2d ' if kxk else ''}peer benchmark: {results['cpu']}, "
         f"ISA {cfg['isa']['active']}, {results['threads']} thread(s), batch {results['batch']}, "
         f"float32, median of {m['repeats']} samples",
         f"measured fp32 peak: {results['peak_gflops']:.1f} GFLOP/s; figures in GFLOP/s "
         "(onexone and peers with bias; +relu: onexone with bias+ReLU)",
     ]
+    if kxk:
+        lines.append("direct: onexone.conv2d's direct kernel (the onexone figure); im2col: its im2col "
+                     "algorithm; numpy: onexone.reference.conv2d (sliding_window_view + np.matmul)")
     if results["skipped"]:
         lines.append("not run: " + "; ".join(f"{n} ({why})" for n, why in results["skipped"].items()))
-    head = (f"{'layer':<15}{'C':>5}{'F':>6}{'HxW':>8}{'MFLOP':>8}"
+    kcol = f"{'k/s/p':>8}" if kxk else ""
+    head = (f"{'layer':<15}{'C':>5}{'F':>6}{'HxW':>8}{kcol}{'MFLOP':>8}"
             + "".join(f"{labels[n]:>9}" for n in impls)
             + f"{'%peak':>7}  {'best peer':<9}{'ratio':>7}{'ReLU cost':>10}")
     lines += ["", head, "-" * len(head)]
@@ -650,7 +755,8 @@ def format_table(results: dict) -> str:
         relu = f"{r['relu_cost_pct']:+.1f}%" if r["relu_cost_pct"] is not None else "-"
         lines.append(
             f"{r['name']:<15}{r['c']:>5}{r['f']:>6}{str(r['h']) + 'x' + str(r['w']):>8}"
-            f"{r['flop'] / 1e6:>8.1f}" + "".join(cells)
+            + (f"{r['kernel'] + '/' + str(r['stride']) + '/' + str(r['padding']):>8}" if kxk else "")
+            + f"{r['flop'] / 1e6:>8.1f}" + "".join(cells)
             + f"{100 * r['peak_fraction']:>6.1f}%  {r['best_peer'] or '-':<9}{ratio:>7}{relu:>10}"
         )
     s = results["summary"]
@@ -732,7 +838,7 @@ def plot_roofline(results: dict, path: str, roofs: Optional[Dict[str, float]] = 
                    if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]])
     ax.set_xlabel("arithmetic intensity (FLOP per byte of x + w + y)")
     ax.set_ylabel("GFLOP/s")
-    ax.set_title(f"onexone conv1x1 roofline: {results['cpu']}, ISA {results['config']['isa']['active']}, "
+    ax.set_title(f"onexone {'conv2d (direct)' if results.get('kxk') else 'conv1x1'} roofline: {results['cpu']}, ISA {results['config']['isa']['active']}, "
                  f"{results['threads']} thread(s), batch {results['batch']}, float32", fontsize=10)
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(loc="lower right", fontsize=8)
@@ -761,7 +867,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="presets for --layers: " + ", ".join(
-                                    f"{k} ({len(v)} layers)" for k, v in PRESETS.items()))
+                                    f"{k} ({len(v)} layers)" for k, v in PRESETS.items())
+                                + "; with --kxk: " + ", ".join(
+                                    f"{k} ({len(v)} layers)" for k, v in KXK_PRESETS.items()))
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads of every implementation (default: all usable cores)")
@@ -776,23 +884,22 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
     p.add_argument("--roofs", type=_parse_roofs, default=None, metavar="NAME=GBPS,...",
                    help="bandwidth roofs of the plot (default " + ",".join(
                        f"{k}={v:g}" for k, v in BANDWIDTH_ROOFS_GBPS.items()) + ")")
-    p.add_argument("--kxk", action="store_true", help="the KxK conv2d suite (not implemented yet)")
+    p.add_argument("--kxk", action="store_true",
+                   help="the KxK suite: onexone.conv2d (direct, im2col) vs NumPy im2col, PyTorch, ORT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
-    if args.kxk:
-        p.error("--kxk: the KxK conv2d suite is not implemented yet")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             p.error("--plot needs matplotlib: pip install matplotlib (or 'onexone[bench]')")
     try:
-        layers = select_layers(args.layers)
+        layers = select_layers(args.layers, args.kxk)
     except ValueError as e:
         p.error(str(e))
     results = run([l.name for l in layers], batch=args.batch, threads=args.threads,
                   repeats=args.repeats, relu=args.relu, json_path=args.json, plot_path=args.plot,
-                  progress=not args.quiet, quick=args.quick, roofs=args.roofs)
+                  progress=not args.quiet, quick=args.quick, roofs=args.roofs, kxk=args.kxk)
     print(format_table(results))
     return 0
 

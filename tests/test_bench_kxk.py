@@ -1,0 +1,32 @@
+"""python -m onexone bench --kxk: the KxK suite runs, checks every implementation against the
+reference and prints its table (timings are not asserted)."""
+import pytest
+
+from onexone import bench
+
+
+def test_kxk_suite_is_the_issues():
+    assert [(l.name, l.c, l.f, l.h, l.kh, l.stride, l.padding) for l in bench.KXK_SUITE] == [
+        ("r50.c2.3x3", 64, 64, 56, 3, 1, 1), ("r50.c3.3x3", 128, 128, 28, 3, 1, 1),
+        ("r50.c4.3x3", 256, 256, 14, 3, 1, 1), ("r50.c5.3x3", 512, 512, 7, 3, 1, 1),
+        ("incep3a.3x3", 96, 128, 28, 3, 1, 1), ("incep3a.5x5", 16, 32, 28, 5, 1, 2),
+        ("r50.stem", 3, 64, 224, 7, 2, 3)]
+    stem = bench.KXK_SUITE[-1]
+    assert stem.out_hw() == (112, 112)
+    assert stem.flop() == 2 * 3 * 64 * 49 * 112 * 112
+    assert bench.select_layers("r50", kxk=True) == list(bench.KXK_SUITE[:4])
+    with pytest.raises(ValueError, match="unknown KxK layer"):
+        bench.select_layers("r50.c2.reduce", kxk=True)
+
+
+def test_kxk_run_and_table(capsys):
+    results = bench.run("incep3a.5x5", kxk=True, repeats=1, min_sample_s=1e-4, warmup_s=0,
+                        peak_seconds=0.01, settle_s=0, progress=False)
+    row = results["layers"][0]
+    assert results["kxk"] and row["kernel"] == "5x5" and row["padding"] == 2
+    assert all(r["ok"] for r in row["results"].values())
+    assert {"onexone", "onexone_relu", "onexone_im2col"} <= set(row["results"])
+    text = bench.format_table(results)
+    assert "KxK conv2d peer benchmark" in text and "5x5/1/2" in text and "im2col" in text
+    assert bench.main(["--kxk", "--layers", "incep3a.5x5", "--repeats", "1", "--quick", "-q"]) == 0
+    assert "incep3a.5x5" in capsys.readouterr().out
