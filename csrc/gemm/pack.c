@@ -61,6 +61,9 @@ static void valid_cols(const oxo_im2col *g, size_t kw, size_t *lo, size_t *hi)
     *hi = (size_t)e;
 }
 
+/* Each row p of the block is, along one output row, a run of zeros (left padding), a run of
+ * input elements (copied: memcpy when both strides are 1) and a run of zeros (right padding);
+ * an output row whose input row is in the padding is all zeros. */
 #define OXO_DEFINE_PACK_IM2COL(T, NAME)                                                        \
     void NAME(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc, void *dst, \
               size_t ld, int transposed)                                                       \
@@ -70,6 +73,7 @@ static void valid_cols(const oxo_im2col *g, size_t kw, size_t *lo, size_t *hi)
         const size_t khw = g->kh * g->kw;                                                      \
         T *out = (T *)dst;                                                                     \
         const ptrdiff_t dj = transposed ? (ptrdiff_t)ld : 1, dp = transposed ? 1 : (ptrdiff_t)ld; \
+        const ptrdiff_t step = g->sw * g->x.sw; /* input elements between output columns */    \
         for (size_t p = 0; p < kc; p++) {                                                      \
             const size_t q = p0 + p, c = q / khw, kh = (q % khw) / g->kw, kw = q % g->kw;      \
             size_t lo, hi;                                                                     \
@@ -81,12 +85,29 @@ static void valid_cols(const oxo_im2col *g, size_t kw, size_t *lo, size_t *hi)
                 const size_t ho = (j0 + j) / g->wo, wo0 = (j0 + j) % g->wo;                    \
                 const size_t run = g->wo - wo0 < nc - j ? g->wo - wo0 : nc - j;                \
                 const ptrdiff_t h = in_row(g, ho, kh);                                         \
-                for (size_t r = 0; r < run; r++) {                                             \
-                    const size_t wo = wo0 + r;                                                 \
-                    T v = 0;                                                                   \
-                    if (h >= 0 && wo >= lo && wo < hi)                                         \
-                        v = xc[h * g->x.sh + ((ptrdiff_t)wo * g->sw + wofs) * g->x.sw];        \
-                    o[(ptrdiff_t)(j + r) * dj] = v;                                            \
+                /* columns [wo0, wo0 + run): zeros, then [a, e) from x, then zeros */          \
+                size_t a = h < 0 ? wo0 + run : (lo > wo0 ? lo : wo0);                          \
+                size_t e = h < 0 ? wo0 + run : (hi < wo0 + run ? hi : wo0 + run);              \
+                if (a > wo0 + run) a = wo0 + run;                                              \
+                if (e < a) e = a;                                                              \
+                T *oj = o + (ptrdiff_t)j * dj;                                                 \
+                if (transposed) {                                                              \
+                    size_t r = 0;                                                              \
+                    for (; r < a - wo0; r++) oj[(ptrdiff_t)r * dj] = 0;                        \
+                    if (e > a) {                                                               \
+                        const T *src = xc + h * g->x.sh + ((ptrdiff_t)a * g->sw + wofs) * g->x.sw; \
+                        for (size_t i = 0; i < e - a; i++, r++) oj[(ptrdiff_t)r * dj] = src[(ptrdiff_t)i * step]; \
+                    }                                                                          \
+                    for (; r < run; r++) oj[(ptrdiff_t)r * dj] = 0;                            \
+                } else {                                                                       \
+                    memset(oj, 0, (a - wo0) * sizeof(T));                                      \
+                    if (e > a) {                                                               \
+                        const T *src = xc + h * g->x.sh + ((ptrdiff_t)a * g->sw + wofs) * g->x.sw; \
+                        T *d = oj + (a - wo0);                                                 \
+                        if (step == 1) memcpy(d, src, (e - a) * sizeof(T));                    \
+                        else for (size_t i = 0; i < e - a; i++) d[i] = src[(ptrdiff_t)i * step]; \
+                    }                                                                          \
+                    memset(oj + (e - wo0), 0, (wo0 + run - e) * sizeof(T));                    \
                 }                                                                              \
                 j += run;                                                                      \
             }                                                                                  \
