@@ -102,8 +102,9 @@ typedef void (*oxo_dot_ukernel)(const oxo_dot_tile *t);
  * for nv vectors v of `lanes` lanes l; then act(acc + bias[i]) is stored once: the lanes set
  * in st_mask[v*st_segs + s] go to y[i*rs_y + st_off[v*st_segs + s] + l] (a segment for each
  * output row the vector touches). The whole reduction runs in registers: an
- * element's sum is one FMA chain in the fixed order (channel block, tap, channel), whatever
- * the tile or thread that computes it. Masked-off lanes are never read or written. */
+ * element's sum is one FMA chain in a fixed order, (channel block, tap, channel), or
+ * (channel, tap) with `uniform` masks, whatever the tile or thread that computes it.
+ * Masked-off lanes are never read or written. */
 typedef struct oxo_direct_tile {
     size_t m, nv;         /* rows <= direct_mr, vectors <= direct_nv */
     size_t c, taps, cb;   /* channels, taps (KH*KW), channels per block (>= 1) */
@@ -112,7 +113,9 @@ typedef struct oxo_direct_tile {
     const void *x;        /* lane 0 of the tile at channel 0 (tap offsets are relative) */
     ptrdiff_t cs_x;
     const ptrdiff_t *tap_off; /* [taps] */
-    const uint32_t *tap_mask; /* [taps * nv] */
+    const uint32_t *tap_mask; /* [taps * nv], or [nv] for every tap when `uniform` */
+    int uniform;          /* 1: one set of lane masks for all taps (a padded input): the
+                           * order is then (channel, tap), taps innermost */
     void *y;              /* the output plane of row 0 (st_off counts from its pixel 0) */
     ptrdiff_t rs_y;
     const ptrdiff_t *st_off;  /* [nv * st_segs] */

@@ -109,10 +109,10 @@ static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask
             memset(colbits, 0, g->kw * sizeof *colbits);
         }
         size_t s = 0, seg_row = (size_t)-1;
-        for (size_t l = 0; l < L; l++) {
+        size_t ho = (va + v) * L / G, wo = (va + v) * L % G; /* of lane 0, then stepped */
+        for (size_t l = 0; l < L; l++, wo = wo + 1 < G ? wo + 1 : (ho++, 0)) {
             const size_t j = (va + v) * L + l;
             if (j >= p->grid_lanes) break;
-            const size_t ho = j / G, wo = j % G;
             if (wo >= g->wo) continue; /* past the output row: nobody's */
             const uint32_t bit = 1u << l;
             valid |= bit;
@@ -138,9 +138,12 @@ static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask
                 st_mask[v * p->segs + s] |= bit;
             }
         }
+        if (!p->in_place) { /* a padded copy: the same masks for every tap (uniform) */
+            tap_mask[v] = valid;
+            continue;
+        }
         for (size_t kh = 0, q = 0; kh < g->kh; kh++) {
-            for (size_t kw = 0; kw < g->kw; kw++, q++)
-                tap_mask[q * nvt + v] = p->in_place ? (valid & rowbits[kh] & colbits[kw]) : valid;
+            for (size_t kw = 0; kw < g->kw; kw++, q++) tap_mask[q * nvt + v] = valid & rowbits[kh] & colbits[kw];
         }
     }
 }
@@ -169,6 +172,7 @@ static void run_unit(const dplan *p, size_t u, char *scratch)
     t.cs_x = p->src_c;
     t.tap_off = p->tap_off;
     t.tap_mask = tap_mask;
+    t.uniform = !p->in_place;
     t.rs_y = (ptrdiff_t)p->plane;
     t.st_off = st_off;
     t.st_mask = st_mask;
@@ -226,16 +230,18 @@ typedef struct phase_copy {
 } phase_copy;
 
 #define OXO_DEFINE_PHASE_COPY(T, NAME)                                                          \
-    static void NAME(const phase_copy *pc, size_t plane_id)                                    \
+    static void NAME(const phase_copy *pc, size_t item) /* item: (image, channel, phase) */   \
     {                                                                                          \
         const oxo_tensor4 *x = pc->x;                                                          \
         const oxo_conv2d_geom *g = pc->g;                                                      \
+        const ptrdiff_t sh = g->sh, sw = g->sw;                                                \
+        const size_t plane_id = item / (size_t)(sh * sw), phase = item % (size_t)(sh * sw);    \
         const size_t b = plane_id / x->c, c = plane_id % x->c;                                 \
         const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
         T *dst = (T *)pc->dst + plane_id * pc->chan;                                           \
-        const ptrdiff_t sh = g->sh, sw = g->sw;                                                \
-        for (ptrdiff_t qh = 0; qh < sh; qh++) {                                                \
-            for (ptrdiff_t qw = 0; qw < sw; qw++) {                                            \
+        {                                                                                      \
+            const ptrdiff_t qh = (ptrdiff_t)phase / sw, qw = (ptrdiff_t)phase % sw;            \
+            {                                                                                  \
                 T *pl = dst + (size_t)(qh * sw + qw) * pc->hh * pc->u;                         \
                 /* columns u whose input column u*sw + qw - pw lies in [0, W) */               \
                 const ptrdiff_t c0 = qw - g->pw;                                               \
@@ -270,10 +276,10 @@ static void phase_copy_thread(void *arg, int tid)
 {
     (void)tid;
     phase_copy *pc = (phase_copy *)arg;
-    const size_t planes = pc->x->n * pc->x->c;
+    const size_t items = pc->x->n * pc->x->c * (size_t)(pc->g->sh * pc->g->sw);
     for (;;) {
         const size_t i = atomic_fetch_add_explicit(&pc->next, 1, memory_order_relaxed);
-        if (i >= planes) break;
+        if (i >= items) break;
         if (pc->es == 8) phase_copy_f64(pc, i);
         else phase_copy_f32(pc, i);
     }
@@ -404,8 +410,8 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
         pc.chan = (size_t)p.src_c;
         pc.dst = staging;
         atomic_init(&pc.next, 0);
-        const size_t planes = x->n * x->c;
-        oxo_parallel(planes < (size_t)nt ? (int)(planes ? planes : 1) : nt, phase_copy_thread, &pc);
+        const size_t items = x->n * x->c * (size_t)(g->sh * g->sw);
+        oxo_parallel(items < (size_t)nt ? (int)(items ? items : 1) : nt, phase_copy_thread, &pc);
     }
 
     partition(&p, &nt);

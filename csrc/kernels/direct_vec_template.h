@@ -13,12 +13,16 @@
  * Loops:    for channel block (cb channels, so its input rows stay in L1)
  *             for tap q (its lane masks loaded once, kept in mask registers)
  *               for channel c of the block: NV masked loads, m broadcasts, m*NV FMAs
+ *           or, when every tap has the same masks (`uniform`: a zero-padded copy, so only
+ *           the lanes past the output rows are off), masks loaded once and
+ *           for channel c, for tap q: the same body (few channels, e.g. an RGB stem, then
+ *           still make a long inner loop).
  *           The innermost loop has no branch: padding and unused lanes are masked loads that
  *           read nothing and give 0 (which is then multiplied, as a zero-padded input would
  *           be, so Inf/NaN weights propagate as in the reference).
  * Edges:    every load and store is masked; nothing outside the valid lanes is touched.
- * Order:    one FMA chain per output element in the order (block, tap, channel), the same
- *           for every tile, thread and vector width.
+ * Order:    one FMA chain per output element in the order (block, tap, channel), or
+ *           (channel, tap) when uniform, the same for every tile, thread and vector width.
  *
  * The including file defines the vocabulary of gemm_vec_template.h (OXO_T, OXO_V, OXO_L,
  * OXO_M, OXO_LOADM, OXO_STORE, OXO_STOREM, OXO_SET1, OXO_ZERO, OXO_FMA, OXO_ADD, OXO_MAX,
@@ -59,7 +63,28 @@ OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
         OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ZERO();
     }
 
-    for (size_t c0 = 0; c0 < C; c0 += cb) {
+    if (t->uniform) { /* one set of masks (a padded input): channels outside, taps inside */
+        OXO_M m[OXO_DIRECT_NV];
+        OXO_UNROLL for (int v = 0; v < NV; v++) m[v] = OXO_MASKBITS(t->tap_mask[v]);
+        const ptrdiff_t *tap_off = t->tap_off;
+        for (size_t c = 0; c < C; c++) {
+            const OXO_T *xc = x + (ptrdiff_t)c * cs_x;
+            const OXO_T *wp[OXO_DIRECT_MR];
+            OXO_UNROLL for (int i = 0; i < MR; i++) wp[i] = w + i * rs_w + (ptrdiff_t)c * w_per_c;
+            OXO_UNROLL_K for (size_t q = 0; q < taps; q++) {
+                OXO_UNROLL for (int v = 0; v < NV; v++) OXO_KEEP_MASK(m[v]);
+                const OXO_T *xp = xc + tap_off[q];
+                OXO_V xv[OXO_DIRECT_NV];
+                OXO_UNROLL for (int v = 0; v < NV; v++) xv[v] = OXO_LOADM(m[v], xp + v * OXO_L);
+                const ptrdiff_t off = (ptrdiff_t)q * cs_w;
+                OXO_UNROLL for (int i = 0; i < MR; i++) {
+                    const OXO_V wi = OXO_SET1(wp[i][off]);
+                    OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(wi, xv[v], acc[i][v]);
+                }
+            }
+        }
+    }
+    for (size_t c0 = 0; c0 < C && !t->uniform; c0 += cb) {
         const size_t cn = C - c0 < cb ? C - c0 : cb;
         for (size_t q = 0; q < taps; q++) {
             OXO_M m[OXO_DIRECT_NV];
