@@ -8,7 +8,7 @@
 """
 __version__ = "0.1.0"
 
-from . import reference
+from . import layers, reference
 from ._config import (
     available_isas,
     get_isa,
@@ -30,4 +30,5 @@ __all__ = [
     "get_isa",
     "set_isa",
     "reference",
+    "layers",
 ]
