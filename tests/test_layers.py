@@ -153,6 +153,24 @@ def test_conv_relu_is_relu_of_conv(rng, k, stride, pad):
     np.testing.assert_allclose(out, _naive(x, w, b, k, stride, pad, "relu"), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "wshape, pad, path",
+    [((4, 3, 1, 1), 0, "1x1"), ((4, 3, 1, 1), (0, 0), "1x1"), ((4, 3, 1, 1), 1, "conv2d"),
+     ((4, 3, 3, 3), 0, "conv2d"), ((4, 3, 3, 3), 1, "conv2d")],
+)
+def test_dispatch(monkeypatch, wshape, pad, path):
+    """A 1x1 kernel without padding runs onexone.conv1x1; anything else onexone.conv2d."""
+    ran = []
+    for name in ("conv1x1", "conv2d", "conv1x1_backward"):
+        real = getattr(layers, name)
+        monkeypatch.setattr(layers, name, lambda *a, _n=name, _f=real, **k: ran.append(_n) or _f(*a, **k))
+    out, cache = layers.conv_forward(np.ones((1, 3, 5, 5)), np.ones(wshape), np.zeros(4), {"stride": 2, "pad": pad})
+    assert ran == ["conv1x1" if path == "1x1" else "conv2d"]
+    if path == "1x1":
+        layers.conv_backward(np.ones_like(out), cache)
+        assert ran[1:] == ["conv1x1_backward"]
+
+
 def test_conv_without_bias(rng):
     x, w, _ = _conv_inputs(rng, 1, 3, 4, 4, 2, 1)
     out, cache = layers.conv_forward(x, w, None, {"stride": 1, "pad": 0})
