@@ -103,7 +103,7 @@ typedef void (*oxo_dot_ukernel)(const oxo_dot_tile *t);
  * in st_mask[v*st_segs + s] go to y[i*rs_y + st_off[v*st_segs + s] + l] (a segment for each
  * output row the vector touches). The whole reduction runs in registers: an
  * element's sum is one FMA chain in a fixed order, (channel block, tap, channel), or
- * (channel, tap) with `uniform` masks, whatever the tile or thread that computes it.
+ * (channel, tap) with taps_inner, whatever the tile or thread that computes it.
  * Masked-off lanes are never read or written. */
 typedef struct oxo_direct_tile {
     size_t m, nv;         /* rows <= direct_mr, vectors <= direct_nv */
@@ -114,8 +114,8 @@ typedef struct oxo_direct_tile {
     ptrdiff_t cs_x;
     const ptrdiff_t *tap_off; /* [taps] */
     const uint32_t *tap_mask; /* [taps * nv], or [nv] for every tap when `uniform` */
-    int uniform;          /* 1: one set of lane masks for all taps (a padded input): the
-                           * order is then (channel, tap), taps innermost */
+    int uniform;          /* 1: one set of lane masks for all taps (a padded input) */
+    int taps_inner;       /* 1 (needs uniform): the order (channel, tap), taps innermost */
     void *y;              /* the output plane of row 0 (st_off counts from its pixel 0) */
     ptrdiff_t rs_y;
     const ptrdiff_t *st_off;  /* [nv * st_segs] */
@@ -275,6 +275,9 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
 int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads);
+/* The rule of algorithm="auto" (1x1 kernels aside): 1 if the direct kernel is expected to be
+ * faster than im2col for this input and geometry on the active ISA, else 0. */
+int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom);
 
 #ifdef __cplusplus
 }

@@ -334,3 +334,26 @@ def test_out_overlapping_x_is_an_error():
     x = np.ones((1, 2, 4, 4), np.float32)
     with pytest.raises(ValueError, match=r"overlaps x"):
         onexone.conv2d(x, f32(2, 2, 1, 1), out=x)
+
+
+@pytest.mark.parametrize("shape, kwargs, expected", [
+    ((1, 64, 56, 56), dict(k=3, padding=1), "direct"),         # r50.c2.3x3
+    ((1, 3, 224, 224), dict(k=7, stride=2, padding=3), "direct"),  # the stem
+    ((1, 16, 28, 28), dict(k=7, stride=2, padding=3, f=8), "direct"),  # few filters: im2col packs for 8 rows
+    ((1, 2048, 2, 2), dict(k=3, padding=1), "im2col"),         # 4 pixels: the GEMM's dot tail
+    ((1, 512, 7, 7), dict(k=3, stride=2, padding=1), "im2col"),  # 16 pixels on a 4x5 grid
+    ((1, 64, 56, 56), dict(k=1), "1x1"),
+    ((1, 64, 56, 56), dict(k=1, stride=2), "1x1"),
+])
+def test_auto_rule(shape, kwargs, expected):
+    """algorithm="auto": the 1x1 GEMM path for 1x1 kernels, the direct kernel unless its grid
+    leaves most lanes idle where im2col's would not (all three give the same numbers)."""
+    from onexone._args import check_conv2d
+    from onexone._ops import _auto_algorithm
+
+    onexone.set_isa("avx512" if "avx512" in onexone.available_isas() else onexone.get_isa())
+    k, f = kwargs.pop("k"), kwargs.pop("f", 64)
+    x, w = np.ones(shape, np.float32), np.ones((f, shape[1], k, k), np.float32)
+    a = check_conv2d(x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0), 1, None, None, "auto")
+    if onexone.get_isa() == "avx512" or expected == "1x1":
+        assert _auto_algorithm(a) == expected

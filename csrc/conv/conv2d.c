@@ -33,7 +33,12 @@
 #include "../onexone.h"
 #include "../threads.h"
 
-enum { OXO_DIRECT_MIN_FLOPS_PER_THREAD = 1 << 18, OXO_DIRECT_L1_BYTES = 24 * 1024 };
+enum {
+    OXO_DIRECT_MIN_FLOPS_PER_THREAD = 1 << 18,
+    OXO_DIRECT_L1_BYTES = 24 * 1024, /* input rows + weights of one channel block */
+    OXO_DIRECT_MIN_C_IN_PLACE = 8,   /* fewer channels: the padded copy, taps innermost */
+    OXO_DIRECT_MIN_TAPS_INNER = 4,   /* fewer taps: channels innermost even on the copy */
+};
 
 static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -83,6 +88,7 @@ typedef struct dplan {
     size_t plane;            /* Ho*Wo */
     /* where the micro-kernel reads: the input itself or its padded phase-split copy */
     int in_place;
+    int taps_inner;          /* the kernel's (channel, tap) order (copy only) */
     const char *src;         /* image 0, channel 0, grid lane 0 */
     ptrdiff_t src_n, src_c;  /* image and channel strides, elements */
     size_t pitch;            /* G */
@@ -94,8 +100,16 @@ typedef struct dplan {
     size_t scratch_per_thread;
 } dplan;
 
+/* Lanes [a, b) of a vector as bits (b <= 32). */
+static uint32_t lane_bits(size_t a, size_t b)
+{
+    const uint32_t below_b = b >= 32 ? 0xFFFFFFFFu : (1u << b) - 1;
+    return a >= b ? 0 : below_b & ~((1u << a) - 1);
+}
+
 /* Masks of the tile whose vectors are [va, va + nvt): for every tap, which lanes read the
- * input; for every vector, the output-row segments to store. */
+ * input; for every vector, the output-row segments to store. Worked out per run of lanes
+ * on one grid row, not per lane. */
 static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask, uint32_t *rowbits,
                        uint32_t *colbits, ptrdiff_t *st_off, uint32_t *st_mask)
 {
@@ -108,35 +122,35 @@ static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask
             memset(rowbits, 0, g->kh * sizeof *rowbits);
             memset(colbits, 0, g->kw * sizeof *colbits);
         }
-        size_t s = 0, seg_row = (size_t)-1;
-        size_t ho = (va + v) * L / G, wo = (va + v) * L % G; /* of lane 0, then stepped */
-        for (size_t l = 0; l < L; l++, wo = wo + 1 < G ? wo + 1 : (ho++, 0)) {
-            const size_t j = (va + v) * L + l;
-            if (j >= p->grid_lanes) break;
-            if (wo >= g->wo) continue; /* past the output row: nobody's */
-            const uint32_t bit = 1u << l;
-            valid |= bit;
-            if (p->in_place) { /* stride 1: input row ho - ph + kh*dh, column wo - pw + kw*dw */
-                for (size_t kh = 0; kh < g->kh; kh++) {
-                    const ptrdiff_t r = (ptrdiff_t)ho - g->ph + (ptrdiff_t)kh * g->dh;
-                    if (r >= 0 && r < (ptrdiff_t)p->h) rowbits[kh] |= bit;
+        const size_t j0 = (va + v) * L, jend = min_sz(j0 + L, p->grid_lanes);
+        size_t s = 0;
+        for (size_t j = j0; j < jend;) {
+            const size_t ho = j / G, wo = j % G, row_end = min_sz(jend, j + (G - wo));
+            if (wo < g->wo) { /* lanes [j, e) are output pixels (ho, wo ..); the rest nobody's */
+                const size_t e = min_sz(row_end, j + (g->wo - wo));
+                const uint32_t bits = lane_bits(j - j0, e - j0);
+                valid |= bits;
+                if (p->segs == 1) { /* G == Wo: y index = grid lane */
+                    st_off[v] = (ptrdiff_t)j0;
+                    st_mask[v] |= bits;
+                } else {
+                    st_off[v * p->segs + s] = (ptrdiff_t)(ho * g->wo + wo) - (ptrdiff_t)(j - j0);
+                    st_mask[v * p->segs + s++] = bits;
                 }
-                for (size_t kw = 0; kw < g->kw; kw++) {
-                    const ptrdiff_t cc = (ptrdiff_t)wo - g->pw + (ptrdiff_t)kw * g->dw;
-                    if (cc >= 0 && cc < (ptrdiff_t)p->w) colbits[kw] |= bit;
+                if (p->in_place) { /* stride 1: input row ho - ph + kh*dh, columns wo - pw + kw*dw */
+                    for (size_t kh = 0; kh < g->kh; kh++) {
+                        const ptrdiff_t r = (ptrdiff_t)ho - g->ph + (ptrdiff_t)kh * g->dh;
+                        if (r >= 0 && r < (ptrdiff_t)p->h) rowbits[kh] |= bits;
+                    }
+                    for (size_t kw = 0; kw < g->kw; kw++) { /* wo in [pw - kw*dw, W + pw - kw*dw) */
+                        const ptrdiff_t lo = g->pw - (ptrdiff_t)kw * g->dw, hi = lo + (ptrdiff_t)p->w;
+                        const ptrdiff_t a = lo > (ptrdiff_t)wo ? lo : (ptrdiff_t)wo;
+                        const ptrdiff_t b = hi < (ptrdiff_t)(wo + (e - j)) ? hi : (ptrdiff_t)(wo + (e - j));
+                        if (a < b) colbits[kw] |= lane_bits(j - j0 + (size_t)(a - (ptrdiff_t)wo), j - j0 + (size_t)(b - (ptrdiff_t)wo));
+                    }
                 }
             }
-            if (p->segs == 1) { /* G == Wo: y index = grid lane */
-                st_off[v] = (ptrdiff_t)((va + v) * L);
-                st_mask[v] |= bit;
-            } else {
-                if (ho != seg_row) { /* a new output row: a new segment */
-                    if (seg_row != (size_t)-1) s++;
-                    seg_row = ho;
-                    st_off[v * p->segs + s] = (ptrdiff_t)(ho * g->wo + wo) - (ptrdiff_t)l;
-                }
-                st_mask[v * p->segs + s] |= bit;
-            }
+            j = row_end;
         }
         if (!p->in_place) { /* a padded copy: the same masks for every tap (uniform) */
             tap_mask[v] = valid;
@@ -173,6 +187,7 @@ static void run_unit(const dplan *p, size_t u, char *scratch)
     t.tap_off = p->tap_off;
     t.tap_mask = tap_mask;
     t.uniform = !p->in_place;
+    t.taps_inner = p->taps_inner;
     t.rs_y = (ptrdiff_t)p->plane;
     t.st_off = st_off;
     t.st_mask = st_mask;
@@ -307,6 +322,27 @@ static void partition(dplan *p, int *nt)
     if ((size_t)*nt > p->units) *nt = (int)p->units;
 }
 
+/* Where the direct kernel reads: x in place (returns 1, *pitch = its row pitch) when the
+ * convolution has stride 1, x has enough channels for the channel-inner loop, its rows unit
+ * stride (or one column) and a pitch of at least Wo, not much wider than the padded row;
+ * otherwise the padded phase-split copy (returns 0, *hh x *u planes, pitch u). */
+static int direct_layout(const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t lanes, size_t *pitch,
+                         size_t *hh, size_t *u)
+{
+    const ptrdiff_t p = x->h > 1 ? x->sh : (ptrdiff_t)(g->wo > x->w ? g->wo : x->w);
+    const size_t widest = (x->w > g->wo ? x->w : g->wo) + 2 * (size_t)g->pw + lanes;
+    if (g->sh == 1 && g->sw == 1 && x->c >= OXO_DIRECT_MIN_C_IN_PLACE && x->h > 0 && x->w > 0 &&
+        (x->sw == 1 || x->w == 1) && p >= (ptrdiff_t)g->wo && p > 0 && (size_t)p <= widest) {
+        *pitch = (size_t)p;
+        *hh = *u = 0;
+        return 1;
+    }
+    *hh = cdiv((g->ho - 1) * (size_t)g->sh + (g->kh - 1) * (size_t)g->dh + 1, (size_t)g->sh);
+    *u = cdiv((g->wo - 1) * (size_t)g->sw + (g->kw - 1) * (size_t)g->dw + 1, (size_t)g->sw);
+    *pitch = *u;
+    return 0;
+}
+
 int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads)
@@ -335,28 +371,19 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     p.y = (char *)y;
     p.plane = g->ho * g->wo;
 
-    /* Read x in place when the convolution has stride 1, x's rows have unit stride (or one
-     * column) and their pitch is at least Wo and not much wider than the padded row. */
-    const ptrdiff_t pitch = x->h > 1 ? x->sh : (ptrdiff_t)(g->wo > x->w ? g->wo : x->w);
-    const size_t widest = (x->w > g->wo ? x->w : g->wo) + 2 * (size_t)g->pw + p.lanes;
-    p.in_place = g->sh == 1 && g->sw == 1 && x->h > 0 && x->w > 0 && (x->sw == 1 || x->w == 1) &&
-                 pitch >= (ptrdiff_t)g->wo && pitch > 0 && (size_t)pitch <= widest;
-
     char *staging = NULL;
-    size_t hh = 0, u = 0;
+    size_t hh, u;
+    p.in_place = direct_layout(x, g, p.lanes, &p.pitch, &hh, &u);
+    p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
     if (p.in_place) {
         p.src = (const char *)x->data;
         p.src_n = x->sn;
         p.src_c = x->sc;
-        p.pitch = (size_t)pitch;
     } else {
-        hh = cdiv((g->ho - 1) * (size_t)g->sh + (g->kh - 1) * (size_t)g->dh + 1, (size_t)g->sh);
-        u = cdiv((g->wo - 1) * (size_t)g->sw + (g->kw - 1) * (size_t)g->dw + 1, (size_t)g->sw);
         const double chan = (double)g->sh * (double)g->sw * (double)hh * (double)u;
         if (chan * (double)x->n * (double)x->c * (double)p.es > (double)PTRDIFF_MAX / 2) return OXO_ENOMEM;
         p.src_c = (ptrdiff_t)((size_t)g->sh * (size_t)g->sw * hh * u);
         p.src_n = p.src_c * (ptrdiff_t)x->c;
-        p.pitch = u;
         staging = oxo_aligned_alloc((size_t)p.src_n * x->n * p.es);
         if (!staging) return OXO_ENOMEM;
         p.src = staging;
@@ -435,4 +462,28 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     oxo_aligned_free(tap_off);
     oxo_aligned_free(staging);
     return OXO_OK;
+}
+
+/* ---- auto ------------------------------------------------------------------------------- *
+ * Which algorithm is faster, from the lanes each keeps busy (measured on the KxK suite and a
+ * sweep of C, F, maps 2x2-224x224, kernels 1-7, strides 1-2, dilations 1-2; Zen 4, 1 and 2
+ * threads): at equal lane use the direct kernel is 1.1-1.2x faster (no packing, the whole
+ * reduction in registers) and it wins; it loses where its grid of output rows leaves most
+ * lanes idle (maps of a few pixels, often strided) while the GEMM engine sends a narrow pixel
+ * tail to its dot-product kernel. im2col packs every element of its B matrix for F rows of
+ * FMAs: with few filters packing weighs like ~16 more rows (strided layers with F = 8 or 32
+ * ran 1.3-3.5x faster direct). */
+int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *g)
+{
+    const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
+    if (!ks || !ks->direct || g->ho == 0 || g->wo == 0) return 1;
+    const size_t lanes = ks->lanes, pixels = g->ho * g->wo;
+    size_t pitch, hh, u;
+    direct_layout(x, g, lanes, &pitch, &hh, &u);
+    const double direct = (double)pixels / (double)(cdiv(g->ho * pitch, lanes) * lanes);
+    const size_t tail = pixels % lanes;
+    const double lanes_used = (tail == 0 || 2 * tail <= lanes) ? 1.0
+                              : (double)pixels / (double)(cdiv(pixels, lanes) * lanes);
+    const double gemm = lanes_used * (double)f / (double)(f + 16);
+    return 1.15 * direct >= gemm;
 }

@@ -13,8 +13,8 @@
  * Loops:    for channel block (cb channels, so its input rows stay in L1)
  *             for tap q (its lane masks loaded once, kept in mask registers)
  *               for channel c of the block: NV masked loads, m broadcasts, m*NV FMAs
- *           or, when every tap has the same masks (`uniform`: a zero-padded copy, so only
- *           the lanes past the output rows are off), masks loaded once and
+ *           or (taps_inner), when every tap has the same masks (`uniform`: a zero-padded
+ *           copy, only the lanes past the output rows are off), masks loaded once and
  *           for channel c, for tap q: the same body (few channels, e.g. an RGB stem, then
  *           still make a long inner loop).
  *           The innermost loop has no branch: padding and unused lanes are masked loads that
@@ -22,7 +22,7 @@
  *           be, so Inf/NaN weights propagate as in the reference).
  * Edges:    every load and store is masked; nothing outside the valid lanes is touched.
  * Order:    one FMA chain per output element in the order (block, tap, channel), or
- *           (channel, tap) when uniform, the same for every tile, thread and vector width.
+ *           (channel, tap) with taps_inner, the same for every tile, thread and vector width.
  *
  * The including file defines the vocabulary of gemm_vec_template.h (OXO_T, OXO_V, OXO_L,
  * OXO_M, OXO_LOADM, OXO_STORE, OXO_STOREM, OXO_SET1, OXO_ZERO, OXO_FMA, OXO_ADD, OXO_MAX,
@@ -63,7 +63,7 @@ OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
         OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ZERO();
     }
 
-    if (t->uniform) { /* one set of masks (a padded input): channels outside, taps inside */
+    if (t->taps_inner) { /* one set of masks (a padded input): channels outside, taps inside */
         OXO_M m[OXO_DIRECT_NV];
         OXO_UNROLL for (int v = 0; v < NV; v++) m[v] = OXO_MASKBITS(t->tap_mask[v]);
         const ptrdiff_t *tap_off = t->tap_off;
@@ -84,11 +84,12 @@ OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
             }
         }
     }
-    for (size_t c0 = 0; c0 < C && !t->uniform; c0 += cb) {
+    for (size_t c0 = 0; c0 < C && !t->taps_inner; c0 += cb) {
         const size_t cn = C - c0 < cb ? C - c0 : cb;
         for (size_t q = 0; q < taps; q++) {
             OXO_M m[OXO_DIRECT_NV];
-            OXO_UNROLL for (int v = 0; v < NV; v++) m[v] = OXO_MASKBITS(t->tap_mask[q * (size_t)NV + v]);
+            const uint32_t *bits = t->tap_mask + (t->uniform ? 0 : q * (size_t)NV);
+            OXO_UNROLL for (int v = 0; v < NV; v++) m[v] = OXO_MASKBITS(bits[v]);
             /* masked-off lanes may lie outside the image: they are never dereferenced */
             const OXO_T *xp = x + (ptrdiff_t)c0 * cs_x + t->tap_off[q];
             const OXO_T *wp[OXO_DIRECT_MR];

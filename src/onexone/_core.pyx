@@ -65,6 +65,7 @@ cdef extern from "onexone.h" nogil:
     int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                                ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                                const void *bias, int act, void *y, int n_threads)
+    int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom)
 
 
 cdef inline oxo_dtype _dtype_code(cnp.ndarray a):
@@ -291,6 +292,17 @@ cdef object _conv2d(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, bias, tuple geo
         rc = fn(dt, &tx, pw, rs_w, cs_w, f, &g, pb, act, py, n_threads)
     _check(rc)
     return out
+
+
+def conv2d_prefer_direct(cnp.ndarray x, tuple geom, cnp.ndarray out):
+    """The rule of algorithm="auto": is the direct kernel expected to beat im2col here?"""
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
+    cdef oxo_conv2d_geom g
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = geom
+    g.ho = cnp.PyArray_DIMS(out)[2]
+    g.wo = cnp.PyArray_DIMS(out)[3]
+    return bool(oxo_conv2d_prefer_direct(_dtype_code(x), &tx, cnp.PyArray_DIMS(out)[1], &g))
 
 
 def conv2d_direct_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, cnp.ndarray out,

@@ -198,13 +198,14 @@ def _auto_algorithm(a) -> str:
     """The algorithm "auto" runs for checked conv2d arguments ``a``.
 
     A 1x1 kernel without padding is a 1x1 convolution of the (strided) input: the GEMM engine.
-    Everything else goes to the direct kernel, except where im2col measured faster (see
-    ``benches/bench_conv2d.py``)."""
+    Otherwise the direct kernel, unless its grid of output rows would leave most vector lanes
+    idle where the GEMM engine's would not (maps of a few pixels): the measured rule of
+    ``oxo_conv2d_prefer_direct`` in ``csrc/conv/conv2d.c``."""
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
     n, f, ho, wo = a.out.shape
     if kh == kw == 1 and ph == pw == 0 and (ho - 1) * sh < a.x.shape[2] and (wo - 1) * sw < a.x.shape[3]:
         return "1x1"
-    return "direct"
+    return "direct" if _core.conv2d_prefer_direct(a.x, a.geom, a.out) else "im2col"
 
 
 def conv2d(
