@@ -33,6 +33,7 @@ COMMON_SOURCES = [
     "csrc/gemm/gemm.c",
     "csrc/gemm/pack.c",
     "csrc/conv/conv1x1.c",
+    "csrc/conv/conv2d_grouped.c",
     "csrc/conv/conv2d.c",
     "csrc/kernels/scalar/gemm-scalar.c",
     "csrc/kernels/scalar/direct-scalar.c",

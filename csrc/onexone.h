@@ -279,6 +279,18 @@ int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
  * faster than im2col for this input and geometry on the active ISA, else 0. */
 int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom);
 
+/* Grouped conv2d (weight (F, C/groups*KH*KW)) by im2col blocks, and the gradients of conv2d
+ * (csrc/conv/conv2d_grouped.c): dy described as (N, F, Ho, Wo); dw (F, C/groups*KH*KW) and
+ * dx (N, C, H, W) C-contiguous. */
+int oxo_conv2d_im2col_grouped(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                              ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                              size_t groups, const void *bias, int act, void *y, int n_threads);
+int oxo_conv2d_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x,
+                      const oxo_conv2d_geom *geom, size_t groups, void *dw, int n_threads);
+int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdiff_t rs_w,
+                      ptrdiff_t cs_w, const oxo_conv2d_geom *geom, size_t groups, size_t c,
+                      size_t h, size_t wd, void *dx, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

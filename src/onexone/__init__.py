@@ -17,12 +17,13 @@ from ._config import (
     set_num_threads,
     show_config,
 )
-from ._ops import conv1x1, conv1x1_backward, conv2d
+from ._ops import conv1x1, conv1x1_backward, conv2d, conv2d_backward
 
 __all__ = [
     "conv1x1",
     "conv1x1_backward",
     "conv2d",
+    "conv2d_backward",
     "get_num_threads",
     "set_num_threads",
     "show_config",

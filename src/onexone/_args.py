@@ -318,6 +318,7 @@ class Conv2dArgs(NamedTuple):
     dtype: np.dtype
     geom: tuple  # (kh, kw, sh, sw, ph, pw, dh, dw): ph, pw the top/left padding
     algorithm: str  # "auto", "direct" or "im2col"
+    groups: int
 
 
 def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
@@ -344,7 +345,7 @@ def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
 
 
 def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
-                 op: str = "conv2d") -> Conv2dArgs:
+                 groups=1, op: str = "conv2d") -> Conv2dArgs:
     x = as_array(x, "x")
     weight = as_array(weight, "weight")
     bias = None if bias is None else as_array(bias, "bias")
@@ -365,16 +366,15 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
         raise ValueError(
             f"{op} expects a weight of shape (F, C, KH, KW), got weight of shape {weight.shape}"
         )
-    f, c, kh, kw = weight.shape
+    f, cg, kh, kw = weight.shape
     if kh < 1 or kw < 1:
         raise ValueError(
             f"{op} expects a kernel of at least 1x1, got weight of shape {weight.shape}"
         )
-    if x4.shape[1] != c:
-        raise ValueError(
-            f"weight of shape {weight.shape} expects x with {c} channels, "
-            f"got x of shape {x.shape}"
-        )
+    g = check_groups(groups, x4.shape[1], f, x.shape, weight.shape)
+    if x4.shape[1] != cg * g:
+        expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
+        raise ValueError(f"weight of shape {weight.shape} expects x with {expect}, got x of shape {x.shape}")
     if bias is not None and bias.shape != (f,):
         raise ValueError(
             f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
@@ -403,7 +403,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
 
     return Conv2dArgs(
         x=for_kernel(x4, dtype),
-        w=for_kernel(weight, dtype).reshape(f, c * kh * kw),  # a view whenever the strides allow
+        w=for_kernel(weight, dtype).reshape(f, cg * kh * kw),  # a view whenever the strides allow
         bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
         act=act,
         out=out4,
@@ -411,4 +411,5 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
         dtype=dtype,
         geom=(kh, kw, sh, sw, pt, pl, dh, dw),
         algorithm=algorithm,
+        groups=g,
     )

@@ -66,6 +66,15 @@ cdef extern from "onexone.h" nogil:
                                ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                                const void *bias, int act, void *y, int n_threads)
     int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom)
+    int oxo_conv2d_im2col_grouped(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
+                                  ptrdiff_t rs_w, ptrdiff_t cs_w, size_t f,
+                                  const oxo_conv2d_geom *geom, size_t groups, const void *bias,
+                                  int act, void *y, int n_threads)
+    int oxo_conv2d_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x,
+                          const oxo_conv2d_geom *geom, size_t groups, void *dw, int n_threads)
+    int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdiff_t rs_w,
+                          ptrdiff_t cs_w, const oxo_conv2d_geom *geom, size_t groups, size_t c,
+                          size_t h, size_t wd, void *dx, int n_threads)
 
 
 cdef inline oxo_dtype _dtype_code(cnp.ndarray a):
@@ -315,6 +324,70 @@ def conv2d_im2col_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, 
                        int n_threads):
     """out = act(conv2d(x, w) + bias) by im2col blocks and the GEMM engine (oxo_conv2d_im2col_nchw)."""
     return _conv2d(oxo_conv2d_im2col_nchw, x, w, bias, geom, act, out, n_threads)
+
+
+cdef inline void _geom(tuple geom, size_t ho, size_t wo, oxo_conv2d_geom *g):
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = geom
+    g.ho = ho
+    g.wo = wo
+
+
+def conv2d_im2col_grouped(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
+                          cnp.ndarray out, int n_threads, size_t groups):
+    """out = act(conv2d(x, w) + bias) with groups, w viewed as (F, C/groups*KH*KW)."""
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
+    cdef oxo_conv2d_geom g
+    _geom(geom, cnp.PyArray_DIMS(out)[2], cnp.PyArray_DIMS(out)[3], &g)
+    cdef ptrdiff_t rs_w, cs_w
+    _matrix_strides(w, &rs_w, &cs_w)
+    cdef size_t f = cnp.PyArray_DIMS(w)[0]
+    cdef const void *pb = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef void *py = cnp.PyArray_DATA(out)
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef oxo_dtype dt = _dtype_code(x)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv2d_im2col_grouped(dt, &tx, pw, rs_w, cs_w, f, &g, groups, pb, act, py, n_threads)
+    _check(rc)
+    return out
+
+
+def conv2d_grad_w(cnp.ndarray dy, cnp.ndarray x, tuple geom, size_t groups, cnp.ndarray dw,
+                  int n_threads):
+    """dw (F, C/groups*KH*KW) = sum over images of dy @ im2col(x)^T, per group."""
+    cdef oxo_tensor4 tdy, tx
+    _tensor4(dy, &tdy)
+    _tensor4(x, &tx)
+    cdef oxo_conv2d_geom g
+    _geom(geom, cnp.PyArray_DIMS(dy)[2], cnp.PyArray_DIMS(dy)[3], &g)
+    cdef void *pdw = cnp.PyArray_DATA(dw)
+    cdef oxo_dtype dt = _dtype_code(dy)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv2d_grad_w(dt, &tdy, &tx, &g, groups, pdw, n_threads)
+    _check(rc)
+    return dw
+
+
+def conv2d_grad_x(cnp.ndarray dy, cnp.ndarray w, tuple geom, size_t groups, cnp.ndarray dx,
+                  int n_threads):
+    """dx (N, C, H, W) = col2im(W^T @ dy), per group; w viewed as (F, C/groups*KH*KW)."""
+    cdef oxo_tensor4 tdy
+    _tensor4(dy, &tdy)
+    cdef oxo_conv2d_geom g
+    _geom(geom, cnp.PyArray_DIMS(dy)[2], cnp.PyArray_DIMS(dy)[3], &g)
+    cdef ptrdiff_t rs_w, cs_w
+    _matrix_strides(w, &rs_w, &cs_w)
+    cdef size_t c = cnp.PyArray_DIMS(dx)[1], h = cnp.PyArray_DIMS(dx)[2], wd = cnp.PyArray_DIMS(dx)[3]
+    cdef const void *pw = cnp.PyArray_DATA(w)
+    cdef void *pdx = cnp.PyArray_DATA(dx)
+    cdef oxo_dtype dt = _dtype_code(dy)
+    cdef int rc
+    with nogil:
+        rc = oxo_conv2d_grad_x(dt, &tdy, pw, rs_w, cs_w, &g, groups, c, h, wd, pdx, n_threads)
+    _check(rc)
+    return dx
 
 
 # ---- configuration -------------------------------------------------------------------------

@@ -205,6 +205,8 @@ def _auto_algorithm(a) -> str:
     n, f, ho, wo = a.out.shape
     if kh == kw == 1 and ph == pw == 0 and (ho - 1) * sh < a.x.shape[2] and (wo - 1) * sw < a.x.shape[3]:
         return "1x1"
+    if a.groups > 1:
+        return "im2col"
     return "direct" if _core.conv2d_prefer_direct(a.x, a.geom, a.out) else "im2col"
 
 
@@ -216,6 +218,7 @@ def conv2d(
     stride=1,
     padding=0,
     dilation=1,
+    groups: int = 1,
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     algorithm: str = "auto",
@@ -231,7 +234,7 @@ def conv2d(
     ----------
     x : array_like, shape (N, C, H, W) or (C, H, W)
         Input in NCHW layout; any strides or memory order. A 3-D input is one image.
-    weight : array_like, shape (F, C, KH, KW)
+    weight : array_like, shape (F, C/groups, KH, KW)
         Any KH, KW >= 1 (not only square).
     bias : array_like, shape (F,), optional
     stride, dilation : int or (int, int)
@@ -239,6 +242,9 @@ def conv2d(
     padding : int, (int, int), "valid" or "same"
         Zeros added on both sides of each spatial axis; "valid" is 0, "same" (stride 1 only)
         keeps H and W, with the odd extra row/column at the bottom/right, as PyTorch does.
+    groups : int
+        Grouped convolution; ``groups == C`` (and F a multiple of C) is depthwise. Groups run
+        on the GEMM engine (im2col blocks, or the 1x1 path); "direct" runs group by group.
     activation : {None, "relu", "relu6"}
         Applied after the bias, in the same pass over the output.
     out : ndarray, optional
@@ -279,14 +285,93 @@ def conv2d(
     >>> onexone.conv2d(x, w, padding="same").shape
     (1, 1, 4, 4)
     """
-    a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm)
+    a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
+                     groups)
     nt = check_n_threads(n_threads, get_num_threads())
     algo = _auto_algorithm(a) if a.algorithm == "auto" else a.algorithm
     if algo == "1x1":
         _, _, sh, sw, _, _, _, _ = a.geom
-        _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt)
+        _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt, a.groups)
+    elif a.groups > 1 and algo == "im2col":
+        _core.conv2d_im2col_grouped(a.x, a.w, a.bias, a.geom, a.act, a.out, nt, a.groups)
+    elif a.groups > 1:  # direct, group by group (each image's group is one contiguous block)
+        cg, fg = a.x.shape[1] // a.groups, a.w.shape[0] // a.groups
+        for n in range(a.x.shape[0]):
+            for q in range(a.groups):
+                rows = slice(q * fg, (q + 1) * fg)
+                bq = None if a.bias is None else a.bias[rows]
+                _core.conv2d_direct_nchw(a.x[n : n + 1, q * cg : (q + 1) * cg], a.w[rows], bq,
+                                         a.geom, a.act, a.out[n : n + 1, rows], nt)
     elif algo == "direct":
         _core.conv2d_direct_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     else:
         _core.conv2d_im2col_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     return a.result
+
+
+def conv2d_backward(
+    grad_y,
+    x,
+    weight,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    need: Sequence[str] = ("x", "w", "b"),
+    n_threads: Optional[int] = None,
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """Gradients of :func:`conv2d` (without activation) for a training loop.
+
+    With ``y = conv2d(x, weight, bias, stride=..., padding=..., dilation=..., groups=...)`` and
+    ``grad_y = dL/dy``, returns ``(grad_x, grad_w, grad_b)`` through the GEMM engine on
+    blocks of the implicit im2col matrix: ``grad_w = sum over images of grad_y @ col^T``,
+    ``grad_x = col2im(W^T @ grad_y)`` (each input pixel collects the gradient of every tap
+    that read it), ``grad_b`` the sum of ``grad_y``; threaded and bitwise reproducible.
+
+    Parameters
+    ----------
+    grad_y : array_like, the shape of the forward result
+    x, weight, stride, padding, dilation, groups : as for :func:`conv2d`
+    need : sequence of {"x", "w", "b"}
+        The gradients to compute; the others come back as None.
+
+    Returns
+    -------
+    (grad_x, grad_w, grad_b) : shapes of x, of weight, and (F,); or None where not needed
+
+    Examples
+    --------
+    >>> import numpy as np, onexone
+    >>> x = np.ones((1, 2, 5, 5)); w = np.ones((3, 2, 3, 3))
+    >>> gx, gw, gb = onexone.conv2d_backward(np.ones((1, 3, 5, 5)), x, w, padding=1)
+    >>> [float(v) for v in (gx[0, 0, 2, 2], gx[0, 0, 0, 0], gw[0, 0, 1, 1], gb[0])]
+    [27.0, 12.0, 25.0, 25.0]
+    """
+    wanted = check_need(need)
+    a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
+                     op="conv2d_backward")
+    gy = as_array(grad_y, "grad_y")
+    if gy.shape != a.result.shape:
+        raise ValueError(
+            f"grad_y of shape {gy.shape} does not match the forward result: x of shape "
+            f"{np.shape(x)} and weight of shape {np.shape(weight)} give y of shape {a.result.shape}"
+        )
+    dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
+    nt = check_n_threads(n_threads, get_num_threads())
+    single = np.ndim(x) == 3
+    gy4 = _pixels_flat(for_kernel(gy[None] if single else gy, dtype), nhwc=False)
+    xk, w2 = for_kernel(a.x, dtype), for_kernel(a.w, dtype)
+
+    grad_b = gy4.sum(axis=(0, 2, 3)) if "b" in wanted else None
+    grad_w = None
+    if "w" in wanted:
+        dw = np.empty(w2.shape, dtype)
+        _core.conv2d_grad_w(gy4, xk, a.geom, a.groups, dw, nt)
+        grad_w = dw.reshape(np.shape(weight))
+    grad_x = None
+    if "x" in wanted:
+        dx = np.empty(xk.shape, dtype)
+        _core.conv2d_grad_x(gy4, w2, a.geom, a.groups, dx, nt)
+        grad_x = dx[0] if single else dx
+    return grad_x, grad_w, grad_b

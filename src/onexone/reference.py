@@ -20,7 +20,7 @@ import numpy as np
 
 from ._args import check_conv1x1, check_conv2d, check_n_threads
 
-__all__ = ["conv1x1", "conv1x1_naive", "conv1x1_backward", "conv2d", "conv2d_naive", "activate"]
+__all__ = ["conv1x1", "conv1x1_naive", "conv1x1_backward", "conv2d", "conv2d_naive", "conv2d_backward", "activate"]
 
 
 def activate(y: np.ndarray, act) -> np.ndarray:
@@ -197,6 +197,13 @@ def _padded(a, dtype) -> np.ndarray:
     return xp
 
 
+def _windows(xp, geom, ho, wo):
+    """The (N, C, Ho, Wo, KH, KW) view of the padded input each output pixel reads."""
+    kh, kw, sh, sw, _, _, dh, dw = geom
+    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return win[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw, ::dh, ::dw]
+
+
 def conv2d(
     x,
     weight,
@@ -205,6 +212,7 @@ def conv2d(
     stride=1,
     padding=0,
     dilation=1,
+    groups: int = 1,
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     algorithm: str = "auto",
@@ -225,17 +233,15 @@ def conv2d(
            [51., 90.]])
     """
     a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
-                     op="reference.conv2d")
+                     groups, op="reference.conv2d")
     check_n_threads(n_threads, 1)
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
     n, f, ho, wo = a.out.shape
-    c = a.x.shape[1]
-    xp = _padded(a, a.dtype)
-    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, Ho, Wo, KH, KW)
-    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)  # the im2col copy
+    c, g = a.x.shape[1], a.groups
+    win = _windows(_padded(a, a.dtype), a.geom, ho, wo)  # (N, C, Ho, Wo, KH, KW)
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, g, c // g * kh * kw, ho * wo)  # im2col copy
     y = a.out.reshape(n, f, ho * wo)  # a view: out is C-contiguous
-    np.matmul(a.w, cols, out=y)
+    np.matmul(_grouped(a.w, 0, g), cols, out=a.out.reshape(n, g, f // g, ho * wo))
     if a.bias is not None:
         y += a.bias[:, None]
     activate(y, a.act)
@@ -250,6 +256,7 @@ def conv2d_naive(
     stride=1,
     padding=0,
     dilation=1,
+    groups: int = 1,
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     algorithm: str = "auto",
@@ -268,20 +275,89 @@ def conv2d_naive(
            [2., 2., 1.]])
     """
     a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
-                     op="reference.conv2d_naive")
+                     groups, op="reference.conv2d_naive")
     check_n_threads(n_threads, 1)
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
     n, f, ho, wo = a.out.shape
-    c = a.x.shape[1]
-    xp = _padded(a, np.float64)
-    w4 = a.w.astype(np.float64).reshape(f, c, kh, kw)
-    y = np.zeros((n, f, ho, wo))
+    c, g = a.x.shape[1], a.groups
+    xp = _grouped(_padded(a, np.float64), 1, g)  # (N, g, Cg, Hp, Wp)
+    w4 = _grouped(a.w.astype(np.float64).reshape(f, c // g, kh, kw), 0, g)  # (g, Fg, Cg, KH, KW)
+    y = np.zeros((n, g, f // g, ho, wo))
     for i in range(kh):
         for j in range(kw):
-            tap = xp[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
-            y += np.einsum("fc,nchw->nfhw", w4[:, :, i, j], tap)
+            tap = xp[..., i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+            y += np.einsum("qfc,nqchw->nqfhw", w4[..., i, j], tap)
+    y = y.reshape(n, f, ho, wo)
     if a.bias is not None:
         y += a.bias.astype(np.float64)[None, :, None, None]
     activate(y, a.act)
     a.out[...] = y
     return a.result
+
+
+def conv2d_backward(
+    grad_y,
+    x,
+    weight,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    need=("x", "w", "b"),
+    n_threads: Optional[int] = None,
+):
+    """NumPy reference for :func:`onexone.conv2d_backward`, in float64 per kernel tap, then
+    rounded to the result dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onexone import reference
+    >>> gx, gw, gb = reference.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)),
+    ...                                         np.ones((1, 1, 2, 2)))
+    >>> gx[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    from ._args import as_array, check_need, result_dtype
+
+    wanted = check_need(need)
+    a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
+                     op="reference.conv2d_backward")
+    check_n_threads(n_threads, 1)
+    gy = as_array(grad_y, "grad_y")
+    if gy.shape != a.result.shape:
+        raise ValueError(f"grad_y of shape {gy.shape} does not match the forward result of shape {a.result.shape}")
+    dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
+    single = np.ndim(x) == 3
+    kh, kw, sh, sw, ph, pw, dh, dw = a.geom
+    n, f, ho, wo = a.out.shape
+    c, g = a.x.shape[1], a.groups
+    gyg = _grouped((gy[None] if single else gy).astype(np.float64), 1, g)  # (N, g, Fg, Ho, Wo)
+    xp = _padded(a, np.float64)
+    w4 = _grouped(a.w.astype(np.float64).reshape(f, c // g, kh, kw), 0, g)  # (g, Fg, Cg, KH, KW)
+    taps = [(i, j, np.s_[..., i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw])
+            for i in range(kh) for j in range(kw)]
+
+    grad_b = gyg.sum(axis=(0, 3, 4)).reshape(f).astype(dtype) if "b" in wanted else None
+    grad_w = None
+    if "w" in wanted:
+        xg = _grouped(xp, 1, g)
+        dw4 = np.zeros(w4.shape)
+        for i, j, tap in taps:
+            dw4[..., i, j] = np.einsum("nqfhw,nqchw->qfc", gyg, xg[tap])
+        grad_w = dw4.reshape(np.shape(weight)).astype(dtype)
+    grad_x = None
+    if "x" in wanted:
+        dxp = np.zeros(xp.shape)
+        dxg = _grouped(dxp, 1, g)  # a view
+        for i, j, tap in taps:
+            dxg[tap] += np.einsum("qfc,nqfhw->nqchw", w4[..., i, j], gyg)
+        h, w = a.x.shape[2:]
+        rows, cols = min(h, dxp.shape[2] - ph), min(w, dxp.shape[3] - pw)  # unread ones get 0
+        dx = np.zeros((n, c, h, w))
+        dx[:, :, :rows, :cols] = dxp[:, :, ph : ph + rows, pw : pw + cols]
+        grad_x = (dx[0] if single else dx).astype(dtype)
+    return grad_x, grad_w, grad_b

@@ -1,0 +1,95 @@
+"""conv2d with groups, and conv2d_backward: against the NumPy references (exact on small
+integers), against finite differences in float64, bitwise the same for every thread count."""
+import numpy as np
+import pytest
+
+import onexone
+from onexone import reference
+from oxo_testing import same_bits
+
+# (N, C, F, H, W, KH, KW, stride, padding, dilation, groups)
+CASES = [
+    (1, 3, 4, 7, 7, 3, 3, 1, 1, 1, 1),
+    (2, 4, 6, 9, 8, 3, 2, 2, 1, 1, 2),
+    (1, 6, 6, 8, 11, 3, 3, 1, "same", 2, 6),  # depthwise
+    (3, 8, 12, 6, 6, 1, 1, 1, 0, 1, 4),  # grouped 1x1 through conv2d
+    (1, 5, 3, 13, 7, 5, 1, (2, 1), (2, 0), 1, 1),
+    (2, 16, 8, 5, 5, 4, 4, 1, 2, 1, 2),
+    (1, 2, 2, 7, 7, 7, 7, 2, 3, 1, 1),  # a stem-like 7x7 stride 2
+]
+
+
+def _problem(rng, case, dtype):
+    n, c, f, h, w, kh, kw, stride, padding, dilation, groups = case
+    x = rng.integers(-3, 4, (n, c, h, w)).astype(dtype)
+    weight = rng.integers(-2, 3, (f, c // groups, kh, kw)).astype(dtype)
+    bias = rng.integers(-2, 3, f).astype(dtype)
+    kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return x, weight, bias, kw_
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_grouped_forward_every_algorithm(isa, dtype, rng, case):
+    x, weight, bias, kw = _problem(rng, case, dtype)
+    want = reference.conv2d_naive(x, weight, bias, activation="relu", **kw)
+    np.testing.assert_array_equal(reference.conv2d(x, weight, bias, activation="relu", **kw), want)
+    for algorithm in ("auto", "direct", "im2col"):
+        got = onexone.conv2d(x, weight, bias, activation="relu", algorithm=algorithm, **kw)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_backward_matches_reference_exactly(isa, dtype, rng, case):
+    x, weight, bias, kw = _problem(rng, case, dtype)
+    gy = rng.integers(-3, 4, onexone.conv2d(x, weight, **kw).shape).astype(dtype)
+    got = onexone.conv2d_backward(gy, x, weight, **kw)
+    want = reference.conv2d_backward(gy, x, weight, **kw)
+    for g, r, like in zip(got, want, (x, weight, bias)):
+        np.testing.assert_array_equal(g, r)
+        assert g.shape == like.shape and g.dtype == dtype
+
+
+def test_finite_differences_float64(rng):
+    n, c, f, h, w = 2, 4, 6, 7, 6
+    x = rng.standard_normal((n, c, h, w))
+    weight = rng.standard_normal((f, c // 2, 3, 3))
+    bias = rng.standard_normal(f)
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    r = rng.standard_normal(onexone.conv2d(x, weight, bias, **kw).shape)
+
+    def loss(xx, ww, bb):
+        return float((onexone.conv2d(xx, ww, bb, **kw) * r).sum())
+
+    gx, gw, gb = onexone.conv2d_backward(r, x, weight, **kw)
+    eps = 1e-6
+    for arr, grad, which in ((x, gx, 0), (weight, gw, 1), (bias, gb, 2)):
+        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(12)]:
+            args = [x.copy(), weight.copy(), bias.copy()]
+            args[which][idx] += eps
+            up = loss(*args)
+            args[which][idx] -= 2 * eps
+            down = loss(*args)
+            assert abs((up - down) / (2 * eps) - grad[idx]) < 1e-6 * max(1.0, abs(grad[idx]))
+
+
+def test_thread_count_invariance(rng):
+    x = rng.standard_normal((2, 32, 14, 14)).astype(np.float32)
+    weight = rng.standard_normal((48, 16, 3, 3)).astype(np.float32)
+    kw = dict(stride=1, padding=1, groups=2)
+    gy = rng.standard_normal(onexone.conv2d(x, weight, **kw).shape).astype(np.float32)
+    runs = [onexone.conv2d_backward(gy, x, weight, n_threads=t, **kw) for t in (1, 2, 3, 8)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert same_bits(a, b)
+
+
+def test_errors():
+    x, w = np.ones((1, 6, 5, 5)), np.ones((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"groups=4 must divide the input channels"):
+        onexone.conv2d(x, w, groups=4)
+    with pytest.raises(ValueError, match=r"expects x with 6 channels \(3 per group x groups=2\), got x of shape \(1, 4, 5, 5\)"):
+        onexone.conv2d(np.ones((1, 4, 5, 5)), w, groups=2)
+    with pytest.raises(ValueError, match=r"grad_y of shape \(1, 4, 5, 5\) does not match"):
+        onexone.conv2d_backward(np.ones((1, 4, 5, 5)), x, w, groups=2)
+    with pytest.raises(ValueError, match="need has unknown gradients 'y'"):
+        onexone.conv2d_backward(np.ones((1, 4, 3, 3)), x, w, groups=2, need="y")
