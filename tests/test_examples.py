@@ -21,7 +21,7 @@ def test_train_inception_reduction_loss_falls(capsys):
     assert len(losses) == 100 and all(np.isfinite(losses))
     assert out.count("loss") == 100 and "held-out accuracy" in out
     first, last = np.mean(losses[:5]), np.mean(losses[-10:])
-    assert last < 0.5 * first, (first, last)
+    assert last < 0.2 * first, (first, last)
     accuracy = float(out.rsplit("held-out accuracy", 1)[1].split()[0])
     assert accuracy > 0.8
     # deterministic: onexone's results do not depend on the thread count or timing

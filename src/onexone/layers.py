@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ._ops import conv1x1, conv1x1_backward, conv2d
+from ._ops import conv1x1, conv1x1_backward, conv2d, conv2d_backward
 
 __all__ = [
     "conv_forward",
@@ -129,8 +129,6 @@ def conv_backward(dout, cache: Cache) -> Grads:
     if _is_1x1(w, pad):
         dx, dw, db = conv1x1_backward(dout, x, w, stride=stride, need=need)
     else:
-        from . import conv2d_backward  # noqa: PLC0415 - at call time: onexone's public one
-
         dx, dw, db = conv2d_backward(dout, x, w, stride=stride, padding=pad, need=need)
     return dx, dw, db
 
