@@ -11,30 +11,7 @@
  * Gradients (NHWC): grad_x[n] = dy[n] @ W;           grad_w = sum_n dy[n]^T @ x[n].
  */
 #include "../onexone.h"
-
-/* Describe the pixels of an h x w plane with strides (sh, sw) as GEMM columns. */
-static void pixel_columns(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t sw, oxo_gemm *g)
-{
-    if (h * w <= 1) {
-        g->b_w = 0, g->cs_bh = 0, g->cs_bw = 1;
-    } else if (w == 1) {
-        g->b_w = 0, g->cs_bh = 0, g->cs_bw = sh;
-    } else if (h == 1 || sh == (ptrdiff_t)w * sw) {
-        g->b_w = 0, g->cs_bh = 0, g->cs_bw = sw;
-    } else {
-        g->b_w = w, g->cs_bh = sh, g->cs_bw = sw;
-    }
-}
-
-/* The stride between consecutive pixels of an h x w plane when they form one arithmetic
- * sequence (one row, one column, or rows back to back), or 0 when they do not. */
-static ptrdiff_t flat_pixel_stride(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t sw)
-{
-    if (h * w <= 1) return 1;
-    if (w == 1) return sh;
-    if (h == 1 || sh == (ptrdiff_t)w * sw) return sw;
-    return 0;
-}
+#include "pixels.h"
 
 static size_t groups_of(size_t groups) { return groups > 1 ? groups : 1; }
 
@@ -60,7 +37,7 @@ int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     g.B = x->data;
     g.bs_b = x->sn;
     g.rs_b = x->sc;
-    pixel_columns(x->h, x->w, x->sh, x->sw, &g);
+    oxo_pixel_columns(x->h, x->w, x->sh, x->sw, &g);
     g.C = y;
     g.bs_c = (ptrdiff_t)(f * p);
     g.rs_c = (ptrdiff_t)p;
@@ -81,8 +58,8 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
                      int n_threads)
 {
     const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
-    const ptrdiff_t sp = flat_pixel_stride(x->h, x->w, x->sh, x->sw);
-    if (!sp) return OXO_EINVAL; /* the caller passes pixels as one sequence */
+    ptrdiff_t sp;
+    if (!oxo_pixel_sequence(x->h, x->w, x->sh, x->sw, &sp)) return OXO_EINVAL; /* see caller */
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = x->n;
@@ -126,7 +103,8 @@ int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void
     /* dy is described as (N, F, Ho, Wo) whatever its layout; dx is C-contiguous,
      * (N, C, Ho, Wo) or (N, Ho, Wo, C) */
     const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = c / G;
-    const ptrdiff_t sp = flat_pixel_stride(dy->h, dy->w, dy->sh, dy->sw);
+    ptrdiff_t sp = 0;
+    const int dy_sequence = oxo_pixel_sequence(dy->h, dy->w, dy->sh, dy->sw, &sp);
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = dy->n;
@@ -145,12 +123,12 @@ int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void
         g.bs_b = dy->sn;
         g.rs_b = dy->sc;
         g.gs_b = (ptrdiff_t)fg * dy->sc;
-        pixel_columns(dy->h, dy->w, dy->sh, dy->sw, &g);
+        oxo_pixel_columns(dy->h, dy->w, dy->sh, dy->sw, &g);
         g.bs_c = (ptrdiff_t)(c * p);
         g.rs_c = (ptrdiff_t)p;
         g.gs_c = (ptrdiff_t)(cg * p);
     } else { /* dx (P x Cg) = dy (P x Fg) @ W (Fg x Cg) */
-        if (!sp) return OXO_EINVAL;
+        if (!dy_sequence) return OXO_EINVAL;
         g.M = p;
         g.N = cg;
         g.A = dy->data;
@@ -176,9 +154,10 @@ int oxo_conv1x1_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x
     /* dw (F x Cg, C-contiguous) = sum_n dy[n] (F x P) @ x[n]^T (P x Cg), per group; dy and x
      * are described as (N, F|C, Ho, Wo) whatever their layout, pixels one sequence each */
     const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = x->c / G;
-    const ptrdiff_t sp_dy = flat_pixel_stride(dy->h, dy->w, dy->sh, dy->sw);
-    const ptrdiff_t sp_x = flat_pixel_stride(x->h, x->w, x->sh, x->sw);
-    if (!sp_dy || !sp_x) return OXO_EINVAL;
+    ptrdiff_t sp_dy, sp_x;
+    if (!oxo_pixel_sequence(dy->h, dy->w, dy->sh, dy->sw, &sp_dy) ||
+        !oxo_pixel_sequence(x->h, x->w, x->sh, x->sw, &sp_x))
+        return OXO_EINVAL;
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = dy->n;

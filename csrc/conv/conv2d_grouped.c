@@ -17,6 +17,7 @@
 #include "../gemm/pack.h"
 #include "../onexone.h"
 #include "../threads.h"
+#include "pixels.h"
 
 /* im2col of group q of image n: the packer sees image index n*groups + q */
 typedef struct grouped_im2col {
@@ -97,9 +98,8 @@ int oxo_conv2d_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x,
     /* dw (F x Cg*KH*KW, C-contiguous); dy (N, F, Ho, Wo) with its pixels one sequence */
     const size_t G = groups_of(groups), fg = dy->c / G, kp = (x->c / G) * geom->kh * geom->kw;
     const size_t p = geom->ho * geom->wo;
-    const ptrdiff_t sp = (geom->ho <= 1 || geom->wo <= 1 || dy->sh == (ptrdiff_t)geom->wo * dy->sw)
-                             ? (geom->wo > 1 ? dy->sw : dy->sh) : 0;
-    if (!sp) return OXO_EINVAL;
+    ptrdiff_t sp;
+    if (!oxo_pixel_sequence(geom->ho, geom->wo, dy->sh, dy->sw, &sp)) return OXO_EINVAL;
     const grouped_im2col ctx = grouped_context(dt, x, geom, G, 1);
     oxo_gemm g = {0};
     g.dtype = dt;
@@ -199,14 +199,7 @@ int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdif
         g.B = (const char *)dy->data + (ptrdiff_t)n * dy->sn * (ptrdiff_t)es;
         g.rs_b = dy->sc;
         g.gs_b = (ptrdiff_t)fg * dy->sc;
-        if (geom->wo <= 1 || dy->sh == (ptrdiff_t)geom->wo * dy->sw) {
-            g.b_w = 0;
-            g.cs_bw = geom->wo > 1 ? dy->sw : dy->sh;
-        } else {
-            g.b_w = geom->wo;
-            g.cs_bh = dy->sh;
-            g.cs_bw = dy->sw;
-        }
+        oxo_pixel_columns(geom->ho, geom->wo, dy->sh, dy->sw, &g);
         g.C = dcol;
         g.rs_c = (ptrdiff_t)p;
         g.gs_c = (ptrdiff_t)(kp * p);
