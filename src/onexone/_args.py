@@ -193,6 +193,17 @@ def check_need(need) -> frozenset:
     return wanted
 
 
+def check_grad_y(grad_y, y_shape: tuple, x, weight) -> np.ndarray:
+    """grad_y as an array of the forward result's shape."""
+    gy = as_array(grad_y, "grad_y")
+    if gy.shape != y_shape:
+        raise ValueError(
+            f"grad_y of shape {gy.shape} does not match the forward result: x of shape "
+            f"{np.shape(x)} and weight of shape {np.shape(weight)} give y of shape {y_shape}"
+        )
+    return gy
+
+
 def check_layout(layout) -> bool:
     """True for NHWC, False for NCHW."""
     if not isinstance(layout, str) or layout.upper() not in LAYOUTS:

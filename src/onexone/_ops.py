@@ -10,6 +10,7 @@ from ._args import (
     as_array,
     check_conv1x1,
     check_conv2d,
+    check_grad_y,
     check_n_threads,
     check_need,
     for_kernel,
@@ -138,13 +139,7 @@ def conv1x1_backward(
     """
     wanted = check_need(need)
     a = check_conv1x1(x, weight, None, None, None, stride, groups, layout, op="conv1x1_backward")
-    gy = as_array(grad_y, "grad_y")
-    y_shape = a.result.shape
-    if gy.shape != y_shape:
-        raise ValueError(
-            f"grad_y of shape {gy.shape} does not match the forward result: x of shape "
-            f"{np.shape(x)} and weight of shape {np.shape(weight)} give y of shape {y_shape}"
-        )
+    gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     nt = check_n_threads(n_threads, get_num_threads())
     x_arr = as_array(x, "x")
@@ -351,12 +346,7 @@ def conv2d_backward(
     wanted = check_need(need)
     a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
                      op="conv2d_backward")
-    gy = as_array(grad_y, "grad_y")
-    if gy.shape != a.result.shape:
-        raise ValueError(
-            f"grad_y of shape {gy.shape} does not match the forward result: x of shape "
-            f"{np.shape(x)} and weight of shape {np.shape(weight)} give y of shape {a.result.shape}"
-        )
+    gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     nt = check_n_threads(n_threads, get_num_threads())
     single = np.ndim(x) == 3

@@ -146,15 +146,13 @@ def conv1x1_backward(
     >>> gx.shape, gw.shape, gb.tolist()
     ((1, 4, 3, 3), (2, 4), [9.0, 9.0])
     """
-    from ._args import as_array, check_need, result_dtype
+    from ._args import as_array, check_grad_y, check_need, result_dtype
 
     wanted = check_need(need)
     a = check_conv1x1(x, weight, None, None, None, stride, groups, layout,
                       op="reference.conv1x1_backward")
     check_n_threads(n_threads, 1)
-    gy = as_array(grad_y, "grad_y")
-    if gy.shape != a.result.shape:
-        raise ValueError(f"grad_y of shape {gy.shape} does not match the forward result of shape {a.result.shape}")
+    gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     x_arr = as_array(x, "x")
     single = x_arr.ndim == 3
@@ -321,15 +319,13 @@ def conv2d_backward(
            [2., 4., 2.],
            [1., 2., 1.]])
     """
-    from ._args import as_array, check_need, result_dtype
+    from ._args import as_array, check_grad_y, check_need, result_dtype
 
     wanted = check_need(need)
     a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
                      op="reference.conv2d_backward")
     check_n_threads(n_threads, 1)
-    gy = as_array(grad_y, "grad_y")
-    if gy.shape != a.result.shape:
-        raise ValueError(f"grad_y of shape {gy.shape} does not match the forward result of shape {a.result.shape}")
+    gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     single = np.ndim(x) == 3
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
