@@ -88,7 +88,9 @@ class BuildExt(build_ext):
         base += os.environ.get("ONEXONE_CFLAGS", "").split()
         link = []
         if _flag("ONEXONE_SANITIZE") and not msvc:
-            san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+            # -fno-wrapv: Python's CFLAGS have -fwrapv, which hides signed overflow from UBSan
+            # (and makes it compile the kernels 7x slower)
+            san = ["-fsanitize=address,undefined", "-fno-wrapv", "-fno-omit-frame-pointer", "-g", "-O1"]
             base = [f for f in base if not f.startswith("-O")] + san
             link += ["-fsanitize=address,undefined"]
 

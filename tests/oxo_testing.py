@@ -1,4 +1,6 @@
 """Helpers for the test suite: inputs, tolerances and comparisons with the references."""
+import os
+
 import numpy as np
 
 from onexone import reference
@@ -74,3 +76,17 @@ def misaligned(shape, dtype, offset_bytes=1, fill=None):
 def same_bits(a, b):
     """Bitwise equality, including the signs of zeros and NaN payloads."""
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def under_sanitizer():
+    """True inside ASan (``make sanitize``) or valgrind (``make valgrind``), whose allocators
+    keep freed memory and slow every call: checks of memory use or speed do not apply."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    if "asan" in preload or "vgpreload" in preload:
+        return True
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return False
+    return "libasan" in maps or "vgpreload" in maps
