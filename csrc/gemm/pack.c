@@ -23,15 +23,22 @@
             const size_t hi = (j0 + j) / bw, lo = (j0 + j) % bw;                               \
             const size_t run = bw - lo < nc - j ? bw - lo : nc - j;                            \
             const T *src = base + (ptrdiff_t)hi * g->cs_bh + (ptrdiff_t)lo * g->cs_bw;         \
-            for (size_t p = 0; p < kc; p++) {                                                  \
-                const T *row = src + (ptrdiff_t)p * g->rs_b;                                   \
-                if (transposed) {                                                              \
-                    for (size_t q = 0; q < run; q++) out[(j + q) * ld + p] = row[(ptrdiff_t)q * g->cs_bw]; \
-                } else if (g->cs_bw == 1) {                                                    \
-                    memcpy(out + p * ld + j, row, run * sizeof(T));                            \
-                } else {                                                                       \
-                    for (size_t q = 0; q < run; q++) out[p * ld + j + q] = row[(ptrdiff_t)q * g->cs_bw]; \
-                }                                                                              \
+            const ptrdiff_t sp = g->rs_b, sq = g->cs_bw;                                       \
+            /* dst element (p, q) is at out + p*dp + q*dq */                                   \
+            const ptrdiff_t dp = transposed ? 1 : (ptrdiff_t)ld;                               \
+            const ptrdiff_t dq = transposed ? (ptrdiff_t)ld : 1;                               \
+            T *o = out + (ptrdiff_t)j * dq;                                                    \
+            if (!transposed && sq == 1) {                                                      \
+                for (size_t p = 0; p < kc; p++)                                                \
+                    memcpy(o + (ptrdiff_t)p * dp, src + (ptrdiff_t)p * sp, run * sizeof(T));   \
+            } else if ((sq < 0 ? -sq : sq) <= (sp < 0 ? -sp : sp)) { /* read along columns */  \
+                for (size_t p = 0; p < kc; p++)                                                \
+                    for (size_t q = 0; q < run; q++)                                           \
+                        o[(ptrdiff_t)p * dp + (ptrdiff_t)q * dq] = src[(ptrdiff_t)p * sp + (ptrdiff_t)q * sq]; \
+            } else { /* read along rows (a transposed source: W^T, x^T) */                     \
+                for (size_t q = 0; q < run; q++)                                               \
+                    for (size_t p = 0; p < kc; p++)                                            \
+                        o[(ptrdiff_t)p * dp + (ptrdiff_t)q * dq] = src[(ptrdiff_t)p * sp + (ptrdiff_t)q * sq]; \
             }                                                                                  \
             j += run;                                                                          \
         }                                                                                      \
