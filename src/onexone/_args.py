@@ -113,6 +113,24 @@ def _overlaps(a: np.ndarray, b: Optional[np.ndarray]) -> bool:
         return True
 
 
+def empty(shape: tuple, dtype: np.dtype, what: str = "result") -> np.ndarray:
+    """np.empty that, when the array cannot exist, says which array and why: MemoryError
+    when there is not enough memory, ValueError when its size does not even fit in 64 bits."""
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+        raise MemoryError(
+            f"cannot allocate the {what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} "
+            f"({nbytes / 2**30:.1f} GiB)"
+        ) from None
+    except ValueError:
+        raise ValueError(
+            f"the {what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} would be too big "
+            "to address (more than 2**63 bytes)"
+        ) from None
+
+
 def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.ndarray]:
     """Validate a user-supplied ``out``: an ndarray of exactly the result's shape and dtype,
     C-contiguous, writeable, sharing no memory with any input."""
@@ -286,7 +304,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         shape = (f, ho, wo) if single else (n, f, ho, wo)
     out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
     if out is None:
-        out = np.empty(shape, dtype)
+        out = empty(shape, dtype)
     out4 = out[None] if single else out
 
     xk = for_kernel(xs, dtype)
@@ -409,7 +427,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     shape = (f, ho, wo) if single else (n, f, ho, wo)
     out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
     if out is None:
-        out = np.empty(shape, dtype)
+        out = empty(shape, dtype)
     out4 = out[None] if single else out
 
     return Conv2dArgs(

@@ -171,7 +171,10 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
     oshape[3] = xs[3]
     cdef cnp.ndarray ao
     if out is None:
-        ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
+        try:
+            ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
+        except (MemoryError, ValueError):
+            return None  # the full checks raise the error that names the shape
     else:
         if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
             return None

@@ -10,6 +10,7 @@ from ._args import (
     as_array,
     check_conv1x1,
     check_conv2d,
+    empty,
     check_grad_y,
     check_n_threads,
     check_need,
@@ -155,7 +156,7 @@ def conv1x1_backward(
 
     grad_w = None
     if "w" in wanted:
-        dw = np.empty((f, c // a.groups), dtype)
+        dw = empty((f, c // a.groups), dtype, "weight gradient")
         _core.conv1x1_grad_w(_pixels_flat(gy4, a.nhwc), _pixels_flat(xs, a.nhwc), dw, nt, a.groups)
         grad_w = dw.reshape(np.shape(weight)) if np.ndim(weight) == 4 else dw
 
@@ -163,7 +164,7 @@ def conv1x1_backward(
     if "x" in wanted:
         x4 = x_arr[None] if single else x_arr
         h, w = x4.shape[1:3] if a.nhwc else x4.shape[2:4]
-        g = np.empty((n, ho, wo, c) if a.nhwc else (n, c, ho, wo), dtype)
+        g = empty((n, ho, wo, c) if a.nhwc else (n, c, ho, wo), dtype, "input gradient")
         _core.conv1x1_grad_x(_pixels_flat(gy4, a.nhwc), w2, g, a.nhwc, nt, a.groups)
         if (ho, wo) == (h, w):
             dx = g
@@ -356,12 +357,12 @@ def conv2d_backward(
     grad_b = gy4.sum(axis=(0, 2, 3)) if "b" in wanted else None
     grad_w = None
     if "w" in wanted:
-        dw = np.empty(w2.shape, dtype)
+        dw = empty(w2.shape, dtype, "weight gradient")
         _core.conv2d_grad_w(gy4, xk, a.geom, a.groups, dw, nt)
         grad_w = dw.reshape(np.shape(weight))
     grad_x = None
     if "x" in wanted:
-        dx = np.empty(xk.shape, dtype)
+        dx = empty(xk.shape, dtype, "input gradient")
         _core.conv2d_grad_x(gy4, w2, a.geom, a.groups, dx, nt)
         grad_x = dx[0] if single else dx
     return grad_x, grad_w, grad_b
