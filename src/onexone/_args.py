@@ -266,12 +266,39 @@ def _weight_2d(weight: np.ndarray, op: str) -> np.ndarray:
     )
 
 
-def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="NCHW",
-                  op: str = "conv1x1") -> Conv1x1Args:
+def _operands(x, weight, bias):
+    """x, weight and bias as arrays, and the result's dtype."""
     x = as_array(x, "x")
     weight = as_array(weight, "weight")
     bias = None if bias is None else as_array(bias, "bias")
-    dtype = result_dtype(x=x, weight=weight, bias=bias)
+    return x, weight, bias, result_dtype(x=x, weight=weight, bias=bias)
+
+
+def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias) -> int:
+    """groups, x's c channels against the weight's f filters of cg channels, and the bias."""
+    g = check_groups(groups, c, f, x_shape, w_shape)
+    if c != cg * g:
+        expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
+        raise ValueError(f"weight of shape {w_shape} expects x with {expect}, got x of shape {x_shape}")
+    if bias is not None and bias.shape != (f,):
+        raise ValueError(
+            f"bias of shape {bias.shape} does not match weight of shape {w_shape}: "
+            f"expected bias of shape ({f},)"
+        )
+    return g
+
+
+def _result(out, shape: tuple, dtype, inputs: dict, single: bool):
+    """The checked (or a new) result array, and its 4-D view."""
+    out = check_out(out, shape, dtype, inputs)
+    if out is None:
+        out = empty(shape, dtype)
+    return out, (out[None] if single else out)
+
+
+def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="NCHW",
+                  op: str = "conv1x1") -> Conv1x1Args:
+    x, weight, bias, dtype = _operands(x, weight, bias)
     act = check_activation(activation)
     nhwc = check_layout(layout)
     sh, sw = _pair(stride, "stride", 1)
@@ -285,16 +312,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         x4 = x4.transpose(0, 3, 1, 2)
     w2 = _weight_2d(weight, op)
     f, cg = w2.shape
-    c = x4.shape[1]
-    g = check_groups(groups, c, f, x.shape, weight.shape)
-    if c != cg * g:
-        expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
-        raise ValueError(f"weight of shape {weight.shape} expects x with {expect}, got x of shape {x.shape}")
-    if bias is not None and bias.shape != (f,):
-        raise ValueError(
-            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
-            f"expected bias of shape ({f},)"
-        )
+    g = _check_channels(x.shape, x4.shape[1], weight.shape, f, cg, groups, bias)
 
     xs = x4[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x4  # the pixels read: a view
     n, _, ho, wo = xs.shape
@@ -302,10 +320,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         shape = (ho, wo, f) if single else (n, ho, wo, f)
     else:
         shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
-    if out is None:
-        out = empty(shape, dtype)
-    out4 = out[None] if single else out
+    out, out4 = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
 
     xk = for_kernel(xs, dtype)
     if nhwc and not _pixels_in_sequence(xk):
@@ -375,10 +390,7 @@ def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
 
 def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
                  groups=1, op: str = "conv2d") -> Conv2dArgs:
-    x = as_array(x, "x")
-    weight = as_array(weight, "weight")
-    bias = None if bias is None else as_array(bias, "bias")
-    dtype = result_dtype(x=x, weight=weight, bias=bias)
+    x, weight, bias, dtype = _operands(x, weight, bias)
     act = check_activation(activation)
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(
@@ -400,15 +412,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
         raise ValueError(
             f"{op} expects a kernel of at least 1x1, got weight of shape {weight.shape}"
         )
-    g = check_groups(groups, x4.shape[1], f, x.shape, weight.shape)
-    if x4.shape[1] != cg * g:
-        expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
-        raise ValueError(f"weight of shape {weight.shape} expects x with {expect}, got x of shape {x.shape}")
-    if bias is not None and bias.shape != (f,):
-        raise ValueError(
-            f"bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
-            f"expected bias of shape ({f},)"
-        )
+    g = _check_channels(x.shape, x4.shape[1], weight.shape, f, cg, groups, bias)
 
     sh, sw = _pair(stride, "stride", 1)
     dh, dw = _pair(dilation, "dilation", 1)
@@ -425,10 +429,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
 
     shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out = check_out(out, shape, dtype, {"x": x, "weight": weight, "bias": bias})
-    if out is None:
-        out = empty(shape, dtype)
-    out4 = out[None] if single else out
+    out, out4 = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
 
     return Conv2dArgs(
         x=for_kernel(x4, dtype),
