@@ -114,6 +114,32 @@ NEW = [
      TypeError, r"n_threads must be an int or None, got nan"),
     ("n_threads_str", "n_threads", lambda: onexone.conv1x1(f32(1, 4, 5, 3), f32(2, 4), n_threads="-1"),
      TypeError, r"n_threads must be an int or None, got '-1'"),
+    # conv2d's groups, conv2d_backward
+    ("conv2d_groups_0", "groups", lambda: onexone.conv2d(f32(1, 4, 5, 5), f32(2, 4, 3, 3), groups=0),
+     ValueError, r"groups must be a positive int, got groups=0"),
+    ("conv2d_groups_not_dividing_channels", "groups", lambda: onexone.conv2d(f32(1, 4, 5, 5), f32(3, 1, 3, 3), groups=3),
+     ValueError, r"groups=3 must divide the input channels: x of shape \(1, 4, 5, 5\) has 4 channels"),
+    ("conv2d_groups_not_dividing_filters", "groups", lambda: onexone.conv2d(f32(1, 4, 5, 5), f32(3, 2, 3, 3), groups=2),
+     ValueError, r"groups=2 must divide the output channels: weight of shape \(3, 2, 3, 3\) has 3 filters"),
+    ("conv2d_groups_float", "groups", lambda: onexone.conv2d(f32(1, 4, 5, 5), f32(2, 2, 3, 3), groups=2.0),
+     TypeError, r"groups must be a positive int, got 2.0"),
+    ("conv2d_groups_channels", "channels", lambda: onexone.conv2d(f32(1, 4, 5, 5), f32(2, 4, 3, 3), groups=2),
+     ValueError, r"weight of shape \(2, 4, 3, 3\) expects x with 8 channels \(4 per group x groups=2\), got x of shape \(1, 4, 5, 5\)"),
+    ("conv2d_backward_grad_y_shape", "shape",
+     lambda: onexone.conv2d_backward(f32(1, 2, 5, 5), f32(1, 4, 5, 5), f32(2, 4, 3, 3)),
+     ValueError, r"grad_y of shape \(1, 2, 5, 5\) does not match .*y of shape \(1, 2, 3, 3\)"),
+    ("conv2d_backward_need", "need",
+     lambda: onexone.conv2d_backward(f32(1, 2, 3, 3), f32(1, 4, 5, 5), f32(2, 4, 3, 3), need=("x", "q")),
+     ValueError, r"need has unknown gradients 'q'"),
+    ("conv2d_backward_padding_negative", "padding",
+     lambda: onexone.conv2d_backward(f32(1, 2, 3, 3), f32(1, 4, 5, 5), f32(2, 4, 3, 3), padding=-1),
+     ValueError, r"padding must be non-negative, got padding=-1"),
+    ("conv2d_backward_grad_y_complex", "dtype",
+     lambda: onexone.conv2d_backward(f32(1, 2, 3, 3).astype(complex), f32(1, 4, 5, 5), f32(2, 4, 3, 3)),
+     TypeError, r"grad_y has complex dtype complex128"),
+    ("conv2d_backward_kernel_larger_than_input", "kernel",
+     lambda: onexone.conv2d_backward(f32(1, 2, 1, 1), f32(1, 4, 2, 2), f32(2, 4, 3, 3)),
+     ValueError, r"kernel of size \(3, 3\) is larger than the padded input of size \(2, 2\)"),
     # out
     ("nhwc_out_in_nchw_shape", "out", lambda: onexone.conv1x1(f32(1, 4, 5, 3), f32(2, 3), layout="NHWC", out=f32(1, 2, 4, 5)),
      ValueError, r"out has shape \(1, 2, 4, 5\), but the result has shape \(1, 4, 5, 2\)"),
@@ -143,9 +169,7 @@ NEW = [
 
 # Needed by the list but impossible until the parameter exists; not in the catalog.
 LATER = [
-    "conv2d groups=0 / groups not dividing C (conv2d has no groups yet)",
-    "conv2d layout='NHWC' (conv2d has no layout yet)",
-    "conv2d_backward: grad_y of the wrong shape, bad need (conv2d_backward has not landed)",
+    "conv2d layout='NHWC' / unknown layout, x of the wrong NHWC shape (conv2d has no layout yet)",
 ]
 
 

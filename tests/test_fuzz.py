@@ -302,7 +302,8 @@ def draw_conv1x1_backward(data, rng, integer):
     return Case((gy, x, wt), params, tols)
 
 
-def draw_conv2d(data, rng, integer):
+def draw_conv2d_problem(data, rng, integer, budget=MAX_MACS):
+    """x, weight and the shared parameters of conv2d and conv2d_backward."""
     kh = data.draw(st.sampled_from([1, 1, 2, 3, 3, 3, 4, 5, 7]), label="KH")
     kw = data.draw(st.sampled_from([kh] * 3 + [1, 2, 3, 5]), label="KW")
     stride = data.draw(st.sampled_from([1] * 5 + [2, 2, 3, (1, 2), (2, 1)]), label="stride")
@@ -311,6 +312,7 @@ def draw_conv2d(data, rng, integer):
     dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
     padding = data.draw(st.sampled_from([0, 0, 1, 2, 3, (1, 0), (0, 2), "valid"] + (["same"] * 2 if (sh, sw) == (1, 1) else [])),
                         label="padding")
+    groups = data.draw(st.sampled_from([1] * 7 + [2, 3, "depthwise"]), label="groups")
     n = data.draw(st.sampled_from([0, 1, 1, 1, 2, 3]), label="N")
     c = data.draw(st.one_of(st.sampled_from([0, 1, 3, 4, 8, 16, 17, 33, 64, 65, 129]), st.integers(1, 20)), label="C")
     f = data.draw(_small_or_edge(F_EDGES, 20), label="F")
@@ -323,19 +325,46 @@ def draw_conv2d(data, rng, integer):
     h = max(1, (ho - 1) * sh + eh - 2 * ph + data.draw(st.integers(0, sh - 1), label="extra rows"))
     w = max(1, (wo - 1) * sw + ew - 2 * pw + data.draw(st.integers(0, sw - 1), label="extra cols"))
     ho, wo = max(1, (h + 2 * ph - eh) // sh + 1), max(1, (w + 2 * pw - ew) // sw + 1)
-    if n * c * f * kh * kw * ho * wo > MAX_MACS:
-        c, f = fit_budget(n, c * kh * kw, f, ho * wo)
-        c = max(1, c // (kh * kw)) if c else 0
+    if groups == "depthwise":
+        g = max(1, min(c, 32))
+        cg, fg = 1, data.draw(st.sampled_from([1, 1, 2]), label="F per group")
+    else:
+        g = groups
+        cg, fg = max(1, c // g) if c else 0, max(1, f // g) if f else 0
+    taps = kh * kw
+    cg, fg = fit_budget(n, cg * g * taps, fg * g, ho * wo, budget)  # the C-side count includes the taps
+    cg = max(1, cg // (g * taps)) if cg else 0
+    fg = max(1, fg // g) if fg else 0
+    c, f = cg * g, fg * g
     xdt, wdt, bdt = draw_dtypes(data, integer)
     sx, sw_ = draw_scales(data, integer)
     x = draw_x(data, rng, (n, c, h, w), xdt, integer, sx)
-    wt = values(rng, (f, c, kh, kw), wdt, integer, sw_)
+    wt = values(rng, (f, cg, kh, kw), wdt, integer, sw_)
     wt = data.draw(st.sampled_from([lambda a: a, np.asfortranarray, lambda a: a[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1],
                                     lambda a: _offset_elements(a, 3), _readonly]), label="weight layout")(wt)
+    params = {"stride": stride, "padding": padding, "dilation": dilation, "groups": g}
+    return x, wt, bdt, params, (n, cg * taps, f, taps, ho * wo)
+
+
+def draw_conv2d(data, rng, integer):
+    x, wt, bdt, params, (_, k, f, _, _) = draw_conv2d_problem(data, rng, integer)
     b = draw_bias(data, rng, f, bdt, integer)
-    params = {"stride": stride, "padding": padding, "dilation": dilation, "activation": draw_activation(data),
-              "algorithm": data.draw(st.sampled_from(["auto", "direct", "direct", "im2col", "im2col"]), label="algorithm")}
-    return Case((x, wt, b), params, tols=((c * kh * kw, _amax(x), _amax(wt), _amax(b)),))
+    params["activation"] = draw_activation(data)
+    params["algorithm"] = data.draw(st.sampled_from(["auto", "direct", "direct", "im2col", "im2col"]), label="algorithm")
+    return Case((x, wt, b), params, tols=((k, _amax(x), _amax(wt), _amax(b)),))
+
+
+def draw_conv2d_backward(data, rng, integer):
+    x, wt, gdt, params, (n, _, f, taps, p) = draw_conv2d_problem(data, rng, integer, MAX_MACS // 3)
+    with np.errstate(all="ignore"):
+        y_shape = reference.conv2d(x, wt, **params).shape
+    gy = draw_x(data, rng, y_shape, gdt, integer, 1.0) if len(y_shape) == 4 else values(rng, y_shape, gdt, integer)
+    params["need"] = data.draw(st.sampled_from([("x", "w", "b"), ("x",), ("w",), ("b",), ("w", "b")]), label="need")
+    gmax, xmax, wmax = _amax(gy), _amax(x), _amax(wt)
+    tols = ((f // params["groups"] * taps, gmax, wmax, 0.0),  # grad_x: over the filters of a group and the taps
+            (n * p, gmax, xmax, 0.0),  # grad_w: over images and output pixels
+            (n * p, gmax, 1.0, 0.0))  # grad_b
+    return Case((gy, x, wt), params, tols)
 
 
 OPS = [
@@ -343,15 +372,19 @@ OPS = [
     OpSpec("conv2d", onexone.conv2d, reference.conv2d_naive, draw_conv2d),
     OpSpec("conv1x1_backward", onexone.conv1x1_backward, reference.conv1x1_backward, draw_conv1x1_backward,
            takes_out=False),
+    OpSpec("conv2d_backward", onexone.conv2d_backward, reference.conv2d_backward, draw_conv2d_backward,
+           takes_out=False),
 ]
-# To add as they land (one draw_* each, appended to OPS): conv2d_backward; conv2d groups.
+# To add as they land (one draw_* each, appended to OPS, or a draw in the op's draw_*): conv2d's
+# NHWC layout.
 
 # ---- the harness -----------------------------------------------------------------------------
-# Cases per (op, ISA, mode); 3 ISAs: 3 x 2,250 = 6,750 cases, about 35 s on 2 cores.
+# Cases per (op, ISA, mode); 3 ISAs: 3 x 2,500 = 7,500 cases, about 45 s on 2 cores.
 EXAMPLES = {
     ("conv1x1", "float"): 600, ("conv1x1", "exact"): 400,
     ("conv2d", "float"): 600, ("conv2d", "exact"): 400,
     ("conv1x1_backward", "float"): 150, ("conv1x1_backward", "exact"): 100,
+    ("conv2d_backward", "float"): 150, ("conv2d_backward", "exact"): 100,
 }
 COUNT = {}
 
@@ -468,9 +501,12 @@ FOUND = [
      (_ones(2, 11, 1, 97), _bcast((2, 15, 1, 97), 3), _ones(11, 15)), {"need": "w"}),
     ("backward_nhwc_grad_x_filters_0", "conv1x1_backward", (_ones(2, 1, 2, 0), _ones(2, 1, 2, 3), _ones(0, 3)),
      {"layout": "NHWC", "need": "x"}),
+    ("nhwc_strided_misaligned_batch_0", "conv1x1", (misaligned((0, 4, 118, 3), np.float32, 1), _ones(2, 3)),
+     {"layout": "NHWC", "stride": 2}),
+    ("nhwc_strided_misaligned_channels_0", "conv1x1", (misaligned((1, 4, 118, 0), np.float32, 1), _ones(2, 0)),
+     {"layout": "NHWC", "stride": 2}),
 ]
-REFERENCES = {"conv1x1": reference.conv1x1_naive, "conv2d": reference.conv2d_naive,
-              "conv1x1_backward": reference.conv1x1_backward}
+REFERENCES = {op.name: op.oracle for op in OPS}
 
 
 @pytest.mark.parametrize("case", FOUND, ids=[c[0] for c in FOUND])

@@ -327,10 +327,14 @@ HUGE = [
     ("conv1x1_backward_grad_x", lambda: onexone.conv1x1_backward(
         _bcast((1, 1, 2**22, 2**22)), _bcast((1, 2**10, 2**22, 2**22)), np.ones((1, 2**10), np.float32), need="x"),
      (1, 2**10, 2**22, 2**22)),
+    ("conv2d_backward_grad_x", lambda: onexone.conv2d_backward(
+        _bcast((1, 1, 2**21, 2**21)), _bcast((1, 2**8, 2**21, 2**21)), np.ones((1, 2**8, 1, 1), np.float32), need="x"),
+     (1, 2**8, 2**21, 2**21)),
 ]
 
 
-INPUT_SHAPES = {"conv1x1_backward_grad_x": [(1, 1, 2**22, 2**22)]}  # grad_y, gathered first
+INPUT_SHAPES = {"conv1x1_backward_grad_x": [(1, 1, 2**22, 2**22)],  # grad_y, gathered first
+                "conv2d_backward_grad_x": [(1, 1, 2**21, 2**21)]}
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
@@ -454,6 +458,7 @@ def test_conv2d_output_over_2_31_elements(algorithm):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "guard":
-        sys.exit(guard_main(sys.argv[2]))
-    sys.exit(f"usage: {sys.argv[0]} guard ISA")
+    if len(sys.argv) == 3 and sys.argv[1] == "guard":  # "all": every ISA this process can run
+        isas = onexone.available_isas() if sys.argv[2] == "all" else [sys.argv[2]]
+        sys.exit(max(guard_main(isa) for isa in isas))
+    sys.exit(f"usage: {sys.argv[0]} guard ISA|all")
