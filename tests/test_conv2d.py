@@ -357,3 +357,22 @@ def test_auto_rule(shape, kwargs, expected):
     a = check_conv2d(x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0), 1, None, None, "auto")
     if onexone.get_isa() == "avx512" or expected == "1x1":
         assert _auto_algorithm(a) == expected
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_fast_path_equals_full_checks(isa, dtype, rng, algorithm):
+    """Plain calls (ints, C-contiguous arrays) take a Cython fast path; the same call spelled
+    with pairs takes the full checks in _args.py: bitwise the same result."""
+    x = rng.standard_normal((2, 9, 13, 11)).astype(dtype)
+    w = rng.standard_normal((7, 9, 3, 4)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    for s, p, d in [(1, 1, 1), (2, 2, 1), (1, 0, 2), (1, "same", 2), (1, "valid", 1)]:
+        pair = lambda v: v if isinstance(v, str) else (v, v)  # noqa: E731
+        fast = onexone.conv2d(x, w, b, stride=s, padding=p, dilation=d, activation="relu", algorithm=algorithm)
+        full = onexone.conv2d(x, w, b, stride=pair(s), padding=pair(p), dilation=pair(d), activation="relu",
+                              algorithm=algorithm)
+        assert same_bits(fast, full), (s, p, d)
+        out = np.empty_like(fast)
+        assert onexone.conv2d(x, w, b, stride=s, padding=p, dilation=d, activation="relu", algorithm=algorithm,
+                              out=out) is out
+        assert same_bits(out, fast)

@@ -283,15 +283,20 @@ ctypedef int (*_conv2d_fn)(oxo_dtype, const oxo_tensor4 *, const void *, ptrdiff
 
 cdef object _conv2d(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
                     cnp.ndarray out, int n_threads):
-    cdef oxo_tensor4 tx
-    _tensor4(x, &tx)
     cdef oxo_conv2d_geom g
     g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = geom
+    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
+    return _conv2d_call(fn, x, w, cnp.PyArray_STRIDES(w)[0] // item, cnp.PyArray_STRIDES(w)[1] // item,
+                        bias, &g, act, out, n_threads)
+
+
+cdef object _conv2d_call(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, ptrdiff_t rs_w, ptrdiff_t cs_w,
+                         bias, oxo_conv2d_geom *g, int act, cnp.ndarray out, int n_threads):
+    """The one C call: w is the weight, (F, C*KH*KW) through rs_w, cs_w; Ho, Wo from out."""
+    cdef oxo_tensor4 tx
+    _tensor4(x, &tx)
     g.ho = cnp.PyArray_DIMS(out)[2]
     g.wo = cnp.PyArray_DIMS(out)[3]
-    cdef ptrdiff_t item = cnp.PyArray_ITEMSIZE(w)
-    cdef ptrdiff_t rs_w = cnp.PyArray_STRIDES(w)[0] // item
-    cdef ptrdiff_t cs_w = cnp.PyArray_STRIDES(w)[1] // item
     cdef size_t f = cnp.PyArray_DIMS(w)[0]
     cdef const void *pb = NULL
     if bias is not None:
@@ -301,9 +306,109 @@ cdef object _conv2d(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, bias, tuple geo
     cdef oxo_dtype dt = _dtype_code(x)
     cdef int rc
     with nogil:
-        rc = fn(dt, &tx, pw, rs_w, cs_w, f, &g, pb, act, py, n_threads)
+        rc = fn(dt, &tx, pw, rs_w, cs_w, f, g, pb, act, py, n_threads)
     _check(rc)
     return out
+
+
+def conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, algorithm, groups,
+                n_threads):
+    """onexone.conv2d's common call, recognized in about a microsecond (ndarrays of one float
+    dtype, a C-contiguous 4-D weight, int stride/padding/dilation or padding "same"/"valid",
+    no groups, a clean out or none, not a 1x1 kernel under "auto"); anything else returns None
+    and the caller runs the full checks in _args.py, which own every error message."""
+    if type(x) is not cnp.ndarray or type(weight) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray ax = <cnp.ndarray>x
+    cdef cnp.ndarray aw = <cnp.ndarray>weight
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(ax) != 4:
+        return None
+    if not _plain(x, typenum) or not _plain(weight, typenum) or cnp.PyArray_NDIM(aw) != 4:
+        return None
+    if not cnp.PyArray_IS_C_CONTIGUOUS(aw) or not (type(groups) is int and groups == 1):
+        return None
+    cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(ax)
+    cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(aw)
+    if ws[1] != xs[1] or ws[2] < 1 or ws[3] < 1:
+        return None
+    if type(stride) is not int or type(dilation) is not int or stride < 1 or dilation < 1:
+        return None
+    cdef oxo_conv2d_geom g
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw = ws[2], ws[3], stride, stride, dilation, dilation
+    cdef ptrdiff_t eh = dilation * (ws[2] - 1) + 1, ew = dilation * (ws[3] - 1) + 1
+    cdef ptrdiff_t pb_h, pb_w  # bottom/right padding
+    if type(padding) is int and padding >= 0:
+        g.ph = g.pw = pb_h = pb_w = padding
+    elif padding == "valid":
+        g.ph = g.pw = pb_h = pb_w = 0
+    elif padding == "same" and stride == 1:
+        g.ph, g.pw = (eh - 1) // 2, (ew - 1) // 2
+        pb_h, pb_w = eh - 1 - g.ph, ew - 1 - g.pw
+    else:
+        return None
+    if xs[2] + g.ph + pb_h < eh or xs[3] + g.pw + pb_w < ew:
+        return None
+    cdef cnp.npy_intp f = ws[0]
+    if bias is not None:
+        if not _plain(bias, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1:
+            return None
+        if cnp.PyArray_DIMS(<cnp.ndarray>bias)[0] != f or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
+            return None
+    cdef int act
+    if activation is None:
+        act = 0
+    elif activation == "relu":
+        act = 1
+    elif activation == "relu6":
+        act = 2
+    else:
+        return None
+    cdef int nt
+    if n_threads is None:
+        nt = _default_threads if _default_threads > 0 else 0
+    elif type(n_threads) is int and 0 < n_threads <= 1024:
+        nt = n_threads
+    else:
+        return None
+    cdef cnp.npy_intp oshape[4]
+    oshape[0] = xs[0]
+    oshape[1] = f
+    oshape[2] = (xs[2] + g.ph + pb_h - eh) // stride + 1
+    oshape[3] = (xs[3] + g.pw + pb_w - ew) // stride + 1
+    cdef cnp.ndarray ao
+    if out is None:
+        try:
+            ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
+        except (MemoryError, ValueError):
+            return None
+    else:
+        if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
+            return None
+        ao = <cnp.ndarray>out
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(ao) and cnp.PyArray_ISWRITEABLE(ao)):
+            return None
+        for i in range(4):
+            if cnp.PyArray_DIMS(ao)[i] != oshape[i]:
+                return None
+        if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
+            return None
+    cdef oxo_tensor4 tx
+    cdef _conv2d_fn fn
+    if algorithm == "direct":
+        fn = oxo_conv2d_direct_nchw
+    elif algorithm == "im2col":
+        fn = oxo_conv2d_im2col_nchw
+    elif algorithm == "auto":
+        if ws[2] == 1 and ws[3] == 1 and g.ph == 0 and g.pw == 0:
+            return None  # the 1x1 GEMM path
+        _tensor4(ax, &tx)
+        g.ho, g.wo = oshape[2], oshape[3]
+        fn = oxo_conv2d_direct_nchw if oxo_conv2d_prefer_direct(_dtype_code(ax), &tx, f, &g) else oxo_conv2d_im2col_nchw
+    else:
+        return None
+    cdef ptrdiff_t k = ws[1] * ws[2] * ws[3]
+    return _conv2d_call(fn, ax, aw, k, 1, bias, &g, act, ao, nt)
 
 
 def conv2d_prefer_direct(cnp.ndarray x, tuple geom, cnp.ndarray out):

@@ -281,6 +281,10 @@ def conv2d(
     >>> onexone.conv2d(x, w, padding="same").shape
     (1, 1, 4, 4)
     """
+    y = _core.conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
+                          groups, n_threads)
+    if y is not None:
+        return y
     a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
                      groups)
     nt = check_n_threads(n_threads, get_num_threads())
