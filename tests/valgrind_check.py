@@ -27,7 +27,9 @@ def main(argv) -> int:
         log = os.path.join(tmp, "memcheck.log")
         env = dict(os.environ, PYTHONMALLOC="malloc")
         cmd = ["valgrind", "--tool=memcheck", "--leak-check=no", "--num-callers=40", f"--log-file={log}"] + argv
-        rc = subprocess.run(cmd, env=env).returncode
+        run = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        rc = run.returncode
+        print("\n".join(run.stdout.splitlines()[-3:]))  # the command's last words
         with open(log) as f:
             lines = [re.sub(r"^==\d+== ?", "", line.rstrip("\n")) for line in f]
     blocks, cur = [], []
@@ -44,10 +46,14 @@ def main(argv) -> int:
     print(f"valgrind memcheck: {' '.join(argv)}")
     print(f"  command exit status {rc}; {summary}")
     print(f"  error contexts: {len(errors)} ({len(invalid)} invalid reads/writes/frees), in onexone's code: {len(ours)}")
+    others = {}
     for b in errors:
         if b not in ours:
             where = next((line.strip() for line in b[1:] if line.strip().startswith("at ")), "?")
-            print(f"  (not onexone) {b[0]} {where}")
+            key = f"{b[0]} {re.sub(r'at 0x[0-9A-F]+: ', '', where)}"
+            others[key] = others.get(key, 0) + 1
+    for key, n in sorted(others.items(), key=lambda kv: -kv[1]):
+        print(f"  not onexone's ({n} context{'s' if n > 1 else ''}): {key}")
     for b in ours:
         print("\n".join(["  ONEXONE:"] + ["    " + line for line in b]))
     return 1 if ours or rc != 0 else 0
