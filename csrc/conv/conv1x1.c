@@ -60,7 +60,7 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
 {
     const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
     ptrdiff_t sp;
-    if (!oxo_pixel_sequence(x->h, x->w, x->sh, x->sw, &sp)) return OXO_EINVAL; /* see caller */
+    if (!oxo_tensor_pixel_sequence(x, &sp)) return OXO_EINVAL; /* see caller */
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = x->n;
@@ -104,7 +104,7 @@ int oxo_conv1x1_grad_x(oxo_dtype dt, int nhwc, const oxo_tensor4 *dy, const void
      * (N, C, Ho, Wo) or (N, Ho, Wo, C) */
     const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = c / G;
     ptrdiff_t sp = 0;
-    const int dy_sequence = oxo_pixel_sequence(dy->h, dy->w, dy->sh, dy->sw, &sp);
+    const int dy_sequence = oxo_tensor_pixel_sequence(dy, &sp);
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = dy->n;
@@ -155,8 +155,7 @@ int oxo_conv1x1_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x
      * are described as (N, F|C, Ho, Wo) whatever their layout, pixels one sequence each */
     const size_t p = dy->h * dy->w, G = groups_of(groups), fg = dy->c / G, cg = x->c / G;
     ptrdiff_t sp_dy, sp_x;
-    if (!oxo_pixel_sequence(dy->h, dy->w, dy->sh, dy->sw, &sp_dy) ||
-        !oxo_pixel_sequence(x->h, x->w, x->sh, x->sw, &sp_x))
+    if (!oxo_tensor_pixel_sequence(dy, &sp_dy) || !oxo_tensor_pixel_sequence(x, &sp_x))
         return OXO_EINVAL;
     oxo_gemm g = {0};
     g.dtype = dt;

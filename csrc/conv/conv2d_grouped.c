@@ -99,7 +99,7 @@ int oxo_conv2d_grad_w(oxo_dtype dt, const oxo_tensor4 *dy, const oxo_tensor4 *x,
     const size_t G = groups_of(groups), fg = dy->c / G, kp = (x->c / G) * geom->kh * geom->kw;
     const size_t p = geom->ho * geom->wo;
     ptrdiff_t sp;
-    if (!oxo_pixel_sequence(geom->ho, geom->wo, dy->sh, dy->sw, &sp)) return OXO_EINVAL;
+    if (!oxo_tensor_pixel_sequence(dy, &sp)) return OXO_EINVAL;
     const grouped_im2col ctx = grouped_context(dt, x, geom, G, 1);
     oxo_gemm g = {0};
     g.dtype = dt;
