@@ -128,10 +128,11 @@ OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
     OXO_UNROLL for (int v = 0; v < NV; v++) {
         for (size_t s = 0; s < segs; s++) {
             const uint32_t bits = t->st_mask[(size_t)v * segs + s];
+            if (!bits) continue; /* an unused segment: its offset is not set */
             OXO_T *dst = y + t->st_off[(size_t)v * segs + s];
             if (bits == full) {
                 OXO_UNROLL for (int i = 0; i < MR; i++) OXO_STORE(dst + i * rs_y, acc[i][v]);
-            } else if (bits) {
+            } else {
                 const OXO_M sm = OXO_MASKBITS(bits);
                 OXO_UNROLL for (int i = 0; i < MR; i++) OXO_STOREM(dst + i * rs_y, sm, acc[i][v]);
             }

@@ -63,12 +63,12 @@ def result_dtype(**arrays) -> np.dtype:
 
 
 def for_kernel(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The array in ``dtype`` and native byte order with strides in whole elements,
-    copying only when it must (a cast, or a view with byte-misaligned strides)."""
+    """The array in ``dtype`` and native byte order, element-aligned, copying only when it
+    must (a cast, or an array not aligned to its element size)."""
     if a.dtype != dtype:
         return a.astype(dtype)
-    if not a.flags.aligned and any(s % a.itemsize for s in a.strides):
-        return np.ascontiguousarray(a)
+    if not a.flags.aligned:  # the kernels read whole, aligned elements (C requires it)
+        return a.copy()
     return a
 
 
@@ -169,6 +169,7 @@ class Conv1x1Args(NamedTuple):
     groups: int
     nhwc: bool
     stride: tuple  # (sh, sw)
+    writeback: Optional[np.ndarray]  # the user's unaligned out (4-D), filled by finish()
 
 
 def _pair(value, name: str, minimum: int) -> tuple:
@@ -289,11 +290,23 @@ def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias) -> 
 
 
 def _result(out, shape: tuple, dtype, inputs: dict, single: bool):
-    """The checked (or a new) result array, and its 4-D view."""
+    """The checked (or a new) result array; the 4-D array the kernels write; and, when the
+    user's out is not aligned to its element size (the kernels store whole, aligned
+    elements), the 4-D view of it that :func:`finish` copies the result into."""
     out = check_out(out, shape, dtype, inputs)
     if out is None:
         out = empty(shape, dtype)
-    return out, (out[None] if single else out)
+    out4 = out[None] if single else out
+    if out.flags.aligned:
+        return out, out4, None
+    return out, empty(out4.shape, dtype), out4
+
+
+def finish(a) -> np.ndarray:
+    """What an op returns once its kernels have run on checked arguments ``a``."""
+    if a.writeback is not None:
+        a.writeback[...] = a.out
+    return a.result
 
 
 def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="NCHW",
@@ -320,7 +333,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         shape = (ho, wo, f) if single else (n, ho, wo, f)
     else:
         shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out, out4 = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
 
     xk = for_kernel(xs, dtype)
     if nhwc and not _pixels_in_sequence(xk):
@@ -330,7 +343,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
     return Conv1x1Args(
         x=xk,
         w=for_kernel(w2, dtype),
-        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
+        bias=None if bias is None else np.require(bias, dtype, ['C', 'A']),
         act=act,
         out=out4,
         result=out,
@@ -338,6 +351,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         groups=g,
         nhwc=nhwc,
         stride=(sh, sw),
+        writeback=writeback,
     )
 
 
@@ -363,6 +377,7 @@ class Conv2dArgs(NamedTuple):
     geom: tuple  # (kh, kw, sh, sw, ph, pw, dh, dw): ph, pw the top/left padding
     algorithm: str  # "auto", "direct" or "im2col"
     groups: int
+    writeback: Optional[np.ndarray]  # the user's unaligned out (4-D), filled by finish()
 
 
 def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
@@ -429,12 +444,12 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
 
     shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out, out4 = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
 
     return Conv2dArgs(
         x=for_kernel(x4, dtype),
         w=for_kernel(weight, dtype).reshape(f, cg * kh * kw),  # a view whenever the strides allow
-        bias=None if bias is None else np.ascontiguousarray(bias, dtype=dtype),
+        bias=None if bias is None else np.require(bias, dtype, ['C', 'A']),
         act=act,
         out=out4,
         result=out,
@@ -442,4 +457,5 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
         geom=(kh, kw, sh, sw, pt, pl, dh, dw),
         algorithm=algorithm,
         groups=g,
+        writeback=writeback,
     )

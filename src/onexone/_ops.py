@@ -11,6 +11,7 @@ from ._args import (
     check_conv1x1,
     check_conv2d,
     empty,
+    finish,
     check_grad_y,
     check_n_threads,
     check_need,
@@ -96,7 +97,7 @@ def conv1x1(
     a = check_conv1x1(x, weight, bias, activation, out, stride, groups, layout)
     nt = check_n_threads(n_threads, get_num_threads())
     _core.conv1x1(a.x, a.w, a.bias, a.act, a.out, nt, a.groups, a.nhwc)
-    return a.result
+    return finish(a)
 
 
 def conv1x1_backward(
@@ -306,7 +307,7 @@ def conv2d(
         _core.conv2d_direct_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     else:
         _core.conv2d_im2col_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
-    return a.result
+    return finish(a)
 
 
 def conv2d_backward(

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._args import check_conv1x1, check_conv2d, check_n_threads
+from ._args import check_conv1x1, check_conv2d, check_n_threads, finish
 
 __all__ = ["conv1x1", "conv1x1_naive", "conv1x1_backward", "conv2d", "conv2d_naive", "conv2d_backward", "activate"]
 
@@ -82,7 +82,7 @@ def conv1x1(
         if a.bias is not None:
             y += a.bias[:, None]
     activate(y, a.act)
-    return a.result
+    return finish(a)
 
 
 def conv1x1_naive(
@@ -119,7 +119,7 @@ def conv1x1_naive(
         y += a.bias.astype(np.float64)[None, :, None, None]
     activate(y, a.act)
     a.out[...] = y.transpose(0, 2, 3, 1) if a.nhwc else y
-    return a.result
+    return finish(a)
 
 
 def conv1x1_backward(
@@ -243,7 +243,7 @@ def conv2d(
     if a.bias is not None:
         y += a.bias[:, None]
     activate(y, a.act)
-    return a.result
+    return finish(a)
 
 
 def conv2d_naive(
@@ -290,7 +290,7 @@ def conv2d_naive(
         y += a.bias.astype(np.float64)[None, :, None, None]
     activate(y, a.act)
     a.out[...] = y
-    return a.result
+    return finish(a)
 
 
 def conv2d_backward(
