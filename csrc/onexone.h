@@ -1,9 +1,9 @@
 /* onexone.h: the C ABI of onexone.
  *
  * Three layers, each calling only the one below it:
- *   ops (conv1x1, conv2d, gradients)       csrc/conv/*.c
+ *   ops (conv1x1, conv2d, gradients)       csrc/conv/
  *   one blocked GEMM engine               csrc/gemm/gemm.c
- *   register-tile micro-kernels per ISA    csrc/kernels/<isa>/*.c
+ *   register-tile micro-kernels per ISA    csrc/kernels/<isa>/
  * The Cython layer (src/onexone/_core.pyx) calls the ops only, with the GIL released.
  *
  * Conventions: all sizes and strides are 64-bit (ptrdiff_t / size_t) and counted in elements,

@@ -49,28 +49,8 @@ int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads)
 {
-    const oxo_im2col ctx = {*x, geom->kh, geom->kw, geom->ho, geom->wo, geom->sh, geom->sw,
-                            geom->ph, geom->pw, geom->dh, geom->dw};
-    const size_t p = geom->ho * geom->wo;
-    oxo_gemm g = {0};
-    g.dtype = dt;
-    g.batch = x->n;
-    g.M = f;
-    g.N = p;
-    g.K = x->c * geom->kh * geom->kw;
-    g.A = w;
-    g.rs_a = rs_w;
-    g.cs_a = cs_w;
-    g.pack_b = dt == OXO_F64 ? oxo_pack_im2col_f64 : oxo_pack_im2col_f32;
-    g.pack_ctx = &ctx;
-    g.C = y;
-    g.bs_c = (ptrdiff_t)(f * p);
-    g.rs_c = (ptrdiff_t)p;
-    g.bias = bias;
-    g.bias_mode = bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
-    g.act = act;
-    g.n_threads = n_threads;
-    return oxo_gemm_run(&g);
+    /* one group of the grouped convolution (csrc/conv/conv2d_grouped.c) */
+    return oxo_conv2d_im2col_grouped(dt, x, w, rs_w, cs_w, f, geom, 1, bias, act, y, n_threads);
 }
 
 /* ---- direct ------------------------------------------------------------------------------ */

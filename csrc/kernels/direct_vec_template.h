@@ -26,7 +26,8 @@
  *
  * The including file defines the vocabulary of gemm_vec_template.h (OXO_T, OXO_V, OXO_L,
  * OXO_M, OXO_LOADM, OXO_STORE, OXO_STOREM, OXO_SET1, OXO_ZERO, OXO_FMA, OXO_ADD, OXO_MAX,
- * OXO_MIN, OXO_NAME, OXO_UNROLL_K) plus
+ * OXO_MIN, OXO_NAME, OXO_UNROLL_K; and OXO_NAME(activate) from vec_activate.h, which
+ * gemm_vec_template.h includes) plus
  *   OXO_MASKBITS(bits)   the OXO_M mask whose lane l is set when bit l of bits is
  *   OXO_DIRECT_MR, OXO_DIRECT_NV   the tile (NV <= 8)
  */
@@ -37,17 +38,6 @@
 #ifndef OXO_KEEP_MASK
 #define OXO_KEEP_MASK(m) ((void)0)
 #endif
-
-static inline OXO_V OXO_NAME(direct_activate)(OXO_V r, int act)
-{
-    /* max(0, r) with 0 first: NaN propagates as in np.maximum */
-    if (act == OXO_ACT_RELU) {
-        r = OXO_MAX(OXO_ZERO(), r);
-    } else if (act == OXO_ACT_RELU6) {
-        r = OXO_MIN(OXO_SET1((OXO_T)6), OXO_MAX(OXO_ZERO(), r));
-    }
-    return r;
-}
 
 static inline __attribute__((always_inline)) void
 OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
@@ -118,7 +108,7 @@ OXO_NAME(direct_tile)(const oxo_direct_tile *t, const int MR, const int NV)
     }
     if (t->act != OXO_ACT_NONE) {
         OXO_UNROLL for (int i = 0; i < MR; i++) {
-            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_NAME(direct_activate)(acc[i][v], t->act);
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_NAME(activate)(acc[i][v], t->act);
         }
     }
     OXO_T *y = (OXO_T *)t->y;

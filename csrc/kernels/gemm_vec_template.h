@@ -28,17 +28,7 @@
 #define OXO_UNROLL _Pragma("GCC unroll 16")
 #endif
 
-static inline OXO_V OXO_NAME(activate)(OXO_V r, int act)
-{
-    /* max(0, r) with 0 first: x86 max returns the second operand when either is NaN,
-     * so NaN propagates as in np.maximum. */
-    if (act == OXO_ACT_RELU) {
-        r = OXO_MAX(OXO_ZERO(), r);
-    } else if (act == OXO_ACT_RELU6) {
-        r = OXO_MIN(OXO_SET1((OXO_T)6), OXO_MAX(OXO_ZERO(), r));
-    }
-    return r;
-}
+#include "vec_activate.h"
 
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)

@@ -39,6 +39,7 @@
 #define OXO_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 #define OXO_NAME(x) oxo_f32_##x##__scalar
+#include "../vec_activate.h"
 #include "../direct_vec_template.h"
 #undef OXO_T
 #undef OXO_V
@@ -54,4 +55,5 @@
 #define OXO_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 #define OXO_NAME(x) oxo_f64_##x##__scalar
+#include "../vec_activate.h"
 #include "../direct_vec_template.h"
