@@ -257,14 +257,14 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     }
 }
 
-/* Cut each image's C into m_parts x n_parts so that there are about OXO_UNITS_PER_THREAD
- * units per thread (batch * parts a multiple of that, for balance). Threads take units
- * dynamically, so a thread that starts late (asleep, or its core busy with another process)
- * delays nothing. Cut columns when W is the smaller operand (each unit then reads all of W
- * and its share of x), rows otherwise. */
-#ifndef OXO_UNITS_PER_THREAD
-#define OXO_UNITS_PER_THREAD 4
-#endif
+/* Cut each image's C into m_parts x n_parts so that there are about `per_thread` units per
+ * thread (batch * parts a multiple of that, for balance). Threads take units one by one, and a
+ * worker that has not started by the time the caller's share is done is left out (threads.c).
+ * How many per thread, measured at 2 threads: one unit each is fastest on large calls (finer
+ * units cost up to 8% on layers whose output exceeds L2); calls of a few tens of microseconds
+ * want finer units, so the caller can take over the share of a worker that wakes late (beside
+ * NumPy's BLAS: 1.1-1.2x the sum of the two alone with 4 units, 1.3x with 1). */
+enum { OXO_SMALL_CALL_FLOPS = 16 << 20 };
 
 static size_t gcd(size_t a, size_t b)
 {
@@ -276,12 +276,13 @@ static size_t gcd(size_t a, size_t b)
     return a;
 }
 
-static void partition(plan *pl, int *nt)
+static void partition(plan *pl, int *nt, double flops)
 {
+    const size_t per_thread = flops < OXO_SMALL_CALL_FLOPS ? 4 : 1;
     const oxo_gemm *g = pl->g;
     const size_t lanes = pl->col_grain;
     const size_t images = (g->reduce_batch ? 1 : g->batch) * pl->groups;
-    const size_t want = *nt > 1 ? (size_t)*nt * OXO_UNITS_PER_THREAD : 1;
+    const size_t want = *nt > 1 ? (size_t)*nt * per_thread : 1;
     const size_t parts = want / gcd(want, images);
     const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr); /* parts' floor */
     pl->m_parts = pl->n_parts = 1;
@@ -359,7 +360,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     const double cap = flops / OXO_MIN_FLOPS_PER_THREAD;
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
 
-    partition(&pl, &nt);
+    partition(&pl, &nt, flops);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up(OXO_NC + pl.ks->lanes, 16);
