@@ -7,9 +7,11 @@
  *   units (image, row part, column part), taken by threads     -- pool, dynamic
  *     for kc-block of K (KC)                                    -- C partials stay in cache
  *       [pack B's kc x nc block if B's columns are not contiguous]
- *       for micro-panel of rows (MR)                            -- A micro-panel MR x KC in L1
- *         for micro-tile of columns (NR)                        -- B block KC x NC in L2
+ *       for micro-panel of columns (NR)                         -- B micro-panel KC x NR in L1
+ *         for micro-panel of rows (MR)                          -- A streams from L2
  *           micro-kernel (m x n tile, bias+activation on the last kc-block)
+ *     (rows outermost instead when the block has a dot-product tail or one column tile: the
+ *     A micro-panel then stays in L1 for the row's tiles and its tail)
  *
  * Every output element is computed by exactly one thread with one FMA chain over K in
  * order, so the result does not depend on the thread count.
@@ -102,6 +104,24 @@ static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, 
 /* One cache block of output slot s (an image and a group): rows [i0, i1) x columns [j0, j1)
  * through all of K, plus the image's dot-product tail columns when ntail > 0 (so the A
  * micro-panel they need is still in L1). */
+/* The micro-kernel on the tile at rows [i, i+MR) and columns [j, j+NR) of a block whose B
+ * columns start at j0 (clipped to i1, j1); t carries the rest of the call. */
+static inline void run_tile(const plan *pl, oxo_tile *t, const char *Ak, const char *Bblk, char *C,
+                            const char *bias, size_t i, size_t i1, size_t j, size_t j0, size_t j1)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t es = pl->es;
+    t->m = i1 - i < pl->mr ? i1 - i : pl->mr;
+    t->n = j1 - j < pl->nr ? j1 - j : pl->nr;
+    t->a = Ak + (ptrdiff_t)i * g->rs_a * (ptrdiff_t)es;
+    t->b = Bblk + (j - j0) * es;
+    t->c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
+    t->bias = !bias ? NULL
+              : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
+                                             : (const void *)(bias + j * es);
+    pl->ks->gemm(t);
+}
+
 /* Output slot s: image s / groups (all images, summed, with reduce_batch) and group q. */
 typedef struct slot {
     size_t q, b_first, b_end; /* the group, the images [b_first, b_end) that feed it */
@@ -167,19 +187,23 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
             }
             t.rs_b = rs_b;
 
-            for (size_t i = i0; i < i1; i += pl->mr) {
-                t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
-                t.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0 * g->cs_a) * (ptrdiff_t)es;
-                for (size_t j = j0; j < j1; j += pl->nr) {
-                    t.n = j1 - j < pl->nr ? j1 - j : pl->nr;
-                    t.b = Bblk + (j - j0) * es;
-                    t.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
-                    t.bias = !bias ? NULL
-                             : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
-                                                            : (const void *)(bias + j * es);
-                    pl->ks->gemm(&t);
+            const char *Ak = A + (ptrdiff_t)p0 * g->cs_a * (ptrdiff_t)es;
+            if (ntail == 0 && j1 - j0 > pl->nr) {
+                /* columns outermost: a KC x NR micro-panel of B stays in L1 while the rows'
+                 * micro-panels of A stream by (B is re-read NR-tile times less) */
+                for (size_t j = j0; j < j1; j += pl->nr)
+                    for (size_t i = i0; i < i1; i += pl->mr) run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
+            } else {
+                /* rows outermost: the MR x KC micro-panel of A stays in L1 for the row's
+                 * tiles and its dot-product tail */
+                for (size_t i = i0; i < i1; i += pl->mr) {
+                    for (size_t j = j0; j < j1; j += pl->nr) run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
+                    if (ntail) {
+                        t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
+                        t.a = Ak + (ptrdiff_t)i * g->rs_a * (ptrdiff_t)es;
+                        dot_tail(pl, &t, i, t.m, C, bias, tpack, ntail);
+                    }
                 }
-                if (ntail) dot_tail(pl, &t, i, t.m, C, bias, tpack, ntail);
             }
             p0 += kc;
         } while (p0 < g->K);

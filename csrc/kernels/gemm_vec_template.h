@@ -162,7 +162,7 @@ OXO_NAME(dot_tile)(const oxo_dot_tile *t, const int MR, const int NR)
         OXO_UNROLL for (int i = 0; i < 4; i++) {
             OXO_UNROLL for (int j = 0; j < 4; j++) v[4 * j + i] = acc[i][j];
         }
-        OXO_REDUCE16(v, &sums[0][0]);
+        OXO_REDUCE16(v, (OXO_T *)sums);
     } else
 #endif
     {
