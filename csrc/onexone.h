@@ -149,6 +149,7 @@ oxo_isa oxo_isa_active(void);         /* the one in use */
 int oxo_isa_set(oxo_isa isa);         /* returns OXO_EINVAL if the CPU lacks it */
 const char *oxo_isa_name(oxo_isa isa);
 const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt); /* NULL if not compiled in */
+size_t oxo_l2_bytes(void);            /* L2 cache per core (sysconf, else 1 MiB) */
 
 /* Per-ISA tables (csrc/kernels/<isa>/). */
 extern const oxo_kernels oxo_f32_kernels_scalar, oxo_f64_kernels_scalar;
@@ -221,7 +222,7 @@ int oxo_gemm_run(const oxo_gemm *g);
 /* Cache block sizes in use (for show_config): KC rows of B and NC columns of B form the
  * block kept in L2; the register tile MR x NR is the kernel set's. */
 typedef struct oxo_blocking {
-    size_t kc, nc;
+    size_t kc, nc, l2_bytes;
 } oxo_blocking;
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
 

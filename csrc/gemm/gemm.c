@@ -33,7 +33,7 @@ static size_t kc_for(oxo_dtype dt) { return dt == OXO_F64 ? OXO_KC_F32 / 2 : OXO
 
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 {
-    oxo_blocking b = {kc_for(dt), OXO_NC};
+    oxo_blocking b = {kc_for(dt), OXO_NC, oxo_l2_bytes()};
     return b;
 }
 
@@ -67,6 +67,7 @@ typedef struct plan {
     size_t pack_ld; /* row stride of a packed B block */
     size_t n_main;  /* columns [n_main, N) of every image go to the dot kernel */
     size_t tail_ld; /* row stride of the transposed tail columns */
+    int cols_outer; /* loop order inside a block, see run_block */
 } plan;
 
 /* The narrow tail of an image's columns (fewer than one vector) as dot products: a row of A
@@ -188,14 +189,17 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
             t.rs_b = rs_b;
 
             const char *Ak = A + (ptrdiff_t)p0 * g->cs_a * (ptrdiff_t)es;
-            if (ntail == 0 && j1 - j0 > pl->nr) {
+            if (pl->cols_outer && ntail == 0 && j1 - j0 > pl->nr) {
                 /* columns outermost: a KC x NR micro-panel of B stays in L1 while the rows'
-                 * micro-panels of A stream by (B is re-read NR-tile times less) */
+                 * micro-panels of A stream by (B is re-read NR-tile times less); C is
+                 * written MR rows x NR columns at a time across all the block's rows, which
+                 * pays only while the thread's C stays in L2 */
                 for (size_t j = j0; j < j1; j += pl->nr)
                     for (size_t i = i0; i < i1; i += pl->mr) run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
             } else {
                 /* rows outermost: the MR x KC micro-panel of A stays in L1 for the row's
-                 * tiles and its dot-product tail */
+                 * tiles and its dot-product tail, and C is written as MR long sequential
+                 * streams (what the prefetchers want when C goes to L3 or DRAM) */
                 for (size_t i = i0; i < i1; i += pl->mr) {
                     for (size_t j = j0; j < j1; j += pl->nr) run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
                     if (ntail) {
@@ -385,6 +389,13 @@ int oxo_gemm_run(const oxo_gemm *g)
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
 
     partition(&pl, &nt, flops);
+    /* Columns outermost only while each thread's share of C fits in L2. Measured with C
+     * larger than that (2 threads, batch 8, 16->96 at 112x112: 79 GFLOP/s columns outermost,
+     * 122 rows outermost; 1 thread, batch 1, 58 vs 87); with C in L2, columns outermost wins
+     * (2 threads, batch 1, 24->144 at 56x56: 189 vs 178). */
+    const double c_bytes = (double)(g->reduce_batch ? 1 : g->batch) * (double)pl.groups *
+                           (double)g->M * (double)g->N * (double)pl.es;
+    pl.cols_outer = c_bytes <= (double)nt * (double)oxo_l2_bytes();
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up(OXO_NC + pl.ks->lanes, 16);
