@@ -3,11 +3,6 @@
  * must not run AVX-512 code). The kernel table is the only place that lists the ISAs. */
 #include "onexone.h"
 
-#include <stdatomic.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #define OXO_X86 1
 #if defined(_MSC_VER)
@@ -108,20 +103,4 @@ const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt)
 {
     if ((int)isa < 0 || isa >= OXO_ISA_COUNT) return 0;
     return table[isa][dt == OXO_F64 ? 1 : 0];
-}
-
-/* L2 bytes per core, for loop-order choices: what the C library reports (glibc asks CPUID),
- * else 1 MiB. Asked once. */
-size_t oxo_l2_bytes(void)
-{
-    static atomic_size_t cached;
-    size_t l2 = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (l2) return l2;
-    long v = 0;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-    v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    l2 = v >= (64L << 10) && v <= (64L << 20) ? (size_t)v : (size_t)1 << 20;
-    atomic_store_explicit(&cached, l2, memory_order_relaxed);
-    return l2;
 }

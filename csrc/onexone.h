@@ -48,6 +48,7 @@ typedef enum { OXO_ISA_SCALAR = 0, OXO_ISA_AVX2 = 1, OXO_ISA_AVX512 = 2, OXO_ISA
 enum {
     OXO_TILE_ACCUM = 1, /* C += A B instead of C = A B */
     OXO_TILE_FINAL = 2, /* add bias, apply activation */
+    OXO_TILE_PREFETCH_B = 4, /* prefetch the B rows' next NR columns into L2 (next micro-panel) */
 };
 enum { OXO_BIAS_NONE = 0, OXO_BIAS_ROW = 1, OXO_BIAS_COL = 2 };
 
@@ -149,7 +150,6 @@ oxo_isa oxo_isa_active(void);         /* the one in use */
 int oxo_isa_set(oxo_isa isa);         /* returns OXO_EINVAL if the CPU lacks it */
 const char *oxo_isa_name(oxo_isa isa);
 const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt); /* NULL if not compiled in */
-size_t oxo_l2_bytes(void);            /* L2 cache per core (sysconf, else 1 MiB) */
 
 /* Per-ISA tables (csrc/kernels/<isa>/). */
 extern const oxo_kernels oxo_f32_kernels_scalar, oxo_f64_kernels_scalar;
@@ -222,7 +222,7 @@ int oxo_gemm_run(const oxo_gemm *g);
 /* Cache block sizes in use (for show_config): KC rows of B and NC columns of B form the
  * block kept in L2; the register tile MR x NR is the kernel set's. */
 typedef struct oxo_blocking {
-    size_t kc, nc, l2_bytes;
+    size_t kc, nc;
 } oxo_blocking;
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
 

@@ -28,12 +28,14 @@
 /* Block sizes in elements (f32; f64 halves KC so a block keeps its byte size).
  * KC x NC of B (256 x 512 floats = 512 KiB) lives in the 1 MiB L2; MR x KC of A in L1. */
 enum { OXO_KC_F32 = 256, OXO_NC = 512, OXO_MIN_FLOPS_PER_THREAD = 1 << 18 };
+/* One core's L2 on the machines measured (Zen 4: 1 MiB; Intel server cores: 1-2 MiB). */
+#define OXO_L2_BYTES (1024.0 * 1024.0)
 
 static size_t kc_for(oxo_dtype dt) { return dt == OXO_F64 ? OXO_KC_F32 / 2 : OXO_KC_F32; }
 
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 {
-    oxo_blocking b = {kc_for(dt), OXO_NC, oxo_l2_bytes()};
+    oxo_blocking b = {kc_for(dt), OXO_NC};
     return b;
 }
 
@@ -190,12 +192,17 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
 
             const char *Ak = A + (ptrdiff_t)p0 * g->cs_a * (ptrdiff_t)es;
             if (pl->cols_outer && ntail == 0 && j1 - j0 > pl->nr) {
-                /* columns outermost: a KC x NR micro-panel of B stays in L1 while the rows'
-                 * micro-panels of A stream by (B is re-read NR-tile times less); C is
-                 * written MR rows x NR columns at a time across all the block's rows, which
-                 * pays only while the thread's C stays in L2 */
-                for (size_t j = j0; j < j1; j += pl->nr)
-                    for (size_t i = i0; i < i1; i += pl->mr) run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
+                /* columns outermost: a KC x NR micro-panel of B stays in L1-L2 while the rows'
+                 * micro-panels of A stream by (B is re-read NR-tile times less) */
+                const int flags = t.flags;
+                for (size_t j = j0; j < j1; j += pl->nr) {
+                    /* the first row tile fetches the next micro-panel into L2 meanwhile */
+                    t.flags = flags | OXO_TILE_PREFETCH_B;
+                    for (size_t i = i0; i < i1; i += pl->mr) {
+                        run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
+                        t.flags = flags;
+                    }
+                }
             } else {
                 /* rows outermost: the MR x KC micro-panel of A stays in L1 for the row's
                  * tiles and its dot-product tail, and C is written as MR long sequential
@@ -389,13 +396,16 @@ int oxo_gemm_run(const oxo_gemm *g)
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
 
     partition(&pl, &nt, flops);
-    /* Columns outermost only while each thread's share of C fits in L2. Measured with C
-     * larger than that (2 threads, batch 8, 16->96 at 112x112: 79 GFLOP/s columns outermost,
-     * 122 rows outermost; 1 thread, batch 1, 58 vs 87); with C in L2, columns outermost wins
-     * (2 threads, batch 1, 24->144 at 56x56: 189 vs 178). */
-    const double c_bytes = (double)(g->reduce_batch ? 1 : g->batch) * (double)pl.groups *
-                           (double)g->M * (double)g->N * (double)pl.es;
-    pl.cols_outer = c_bytes <= (double)nt * (double)oxo_l2_bytes();
+    /* Loop order (run_block). Columns outermost, each B micro-panel prefetched while the one
+     * before it is in use, when threads split an image's columns (batch 1 on several
+     * threads) or when an image's B is too big for L2 (it comes from L3 or DRAM, once);
+     * rows outermost otherwise (C is then the larger stream: whole rows of it are written in
+     * sequence). Measured, 2 threads, medians of alternating calls, GFLOP/s columns / rows:
+     * batch 1, 24->144 at 56x56 186 / 175, 128->512 at 28x28 215 / 195; batch 8, 256->64 at
+     * 56x56 180 / 142, 144->24 at 56x56 183 / 153, 32->192 at 28x28 111 / 157 (columns
+     * without the prefetch), 16->96 at 112x112 79 / 122, 192->64 at 28x28 185 / 196. */
+    const double b_bytes = (double)g->K * (double)g->N * (double)pl.es;
+    pl.cols_outer = pl.n_parts > 1 || b_bytes > OXO_L2_BYTES;
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up(OXO_NC + pl.ks->lanes, 16);

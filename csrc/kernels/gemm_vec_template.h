@@ -55,7 +55,11 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     const OXO_T *ap[OXO_MR];
     OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
 
+    const int prefetch = t->flags & OXO_TILE_PREFETCH_B;
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
+        if (prefetch) { /* a hint: never faults, whatever the address */
+            OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch(b + (NV + v) * OXO_L, 0, 2);
+        }
         OXO_V bv[OXO_NV];
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
         bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);

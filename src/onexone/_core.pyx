@@ -27,7 +27,7 @@ cdef extern from "onexone.h" nogil:
         const char *name
         size_t mr, nr, lanes
     ctypedef struct oxo_blocking:
-        size_t kc, nc, l2_bytes
+        size_t kc, nc
     ctypedef struct oxo_tensor4:
         const void *data
         size_t n, c, h, w
@@ -538,8 +538,8 @@ def blocking():
     cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
     cdef const oxo_kernels *k32 = oxo_kernels_for(oxo_isa_active(), OXO_F32)
     cdef const oxo_kernels *k64 = oxo_kernels_for(oxo_isa_active(), OXO_F64)
-    return {"float32": {"KC": b32.kc, "NC": b32.nc, "MR": k32.mr, "NR": k32.nr, "L2": b32.l2_bytes},
-            "float64": {"KC": b64.kc, "NC": b64.nc, "MR": k64.mr, "NR": k64.nr, "L2": b64.l2_bytes}}
+    return {"float32": {"KC": b32.kc, "NC": b32.nc, "MR": k32.mr, "NR": k32.nr},
+            "float64": {"KC": b64.kc, "NC": b64.nc, "MR": k64.mr, "NR": k64.nr}}
 
 
 def openmp_enabled():

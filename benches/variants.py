@@ -1,0 +1,92 @@
+"""The forward variants of the drop-in-op issue beside the plain NCHW call, and beside PyTorch.
+
+For each layer of the suite: onexone.conv1x1 on NCHW, on channels-last (``layout="NHWC"``,
+x already NHWC), and with ``stride=2`` (ResNet's projection shortcut: the same x, a quarter
+of the output pixels), each with bias; PyTorch's conv2d on the same three (NCHW,
+channels_last, stride 2 on NCHW) when torch is installed. GFLOP/s count the FLOPs of the
+pixels computed. Every result is checked against onexone.reference first.
+
+    python benches/variants.py                     # 2 threads, batch 1, the whole suite
+    python benches/variants.py --threads 1 --layers core
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import onexone
+from onexone import bench, reference
+
+
+def _torch_fn(x, w, b, threads, channels_last, stride):
+    import torch
+
+    torch.set_num_threads(threads)
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    if channels_last:
+        tx = tx.contiguous(memory_format=torch.channels_last)
+        tw = tw.contiguous(memory_format=torch.channels_last)
+
+    def call():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(tx, tw, tb, stride=stride)
+
+    return call
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--layers", default="all")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+
+    cols = ["NCHW", "NHWC", "stride2"] + (["torch", "torch_cl", "torch_s2"] if have_torch else [])
+    print(f"batch {args.batch}, {args.threads} thread(s), GFLOP/s (medians of {args.repeats})")
+    print(f"{'layer':16s}" + "".join(f"{c:>10s}" for c in cols) + f"{'NHWC/NCHW':>11s}{'NHWC/cl':>9s}{'s2/torch':>9s}")
+    for layer in bench.select_layers(args.layers):
+        x, w, b = bench.make_inputs(layer, args.batch)
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        n, c, h, wd = x.shape
+        flop1 = layer.flop(args.batch)
+        flop2 = flop1 * ((h + 1) // 2) * ((wd + 1) // 2) / (h * wd)
+        t = args.threads
+        y = np.empty((n, layer.f, h, wd), np.float32)
+        y_nhwc = np.empty((n, h, wd, layer.f), np.float32)
+        y2 = np.empty((n, layer.f, (h + 1) // 2, (wd + 1) // 2), np.float32)
+        fns = {
+            "NCHW": (lambda: onexone.conv1x1(x, w, b, out=y, n_threads=t), flop1,
+                     reference.conv1x1(x, w, b)),
+            "NHWC": (lambda: onexone.conv1x1(x_nhwc, w, b, layout="NHWC", out=y_nhwc, n_threads=t),
+                     flop1, reference.conv1x1(x, w, b).transpose(0, 2, 3, 1)),
+            "stride2": (lambda: onexone.conv1x1(x, w, b, stride=2, out=y2, n_threads=t), flop2,
+                        reference.conv1x1(x[:, :, ::2, ::2], w, b)),
+        }
+        if have_torch:
+            fns["torch"] = (_torch_fn(x, w, b, t, False, 1), flop1, fns["NCHW"][2])
+            fns["torch_cl"] = (_torch_fn(x, w, b, t, True, 1), flop1, fns["NCHW"][2])
+            fns["torch_s2"] = (_torch_fn(x, w, b, t, False, 2), flop2, fns["stride2"][2])
+        g = {}
+        for name, (fn, flop, expected) in fns.items():
+            time.sleep(bench.SETTLE_S)
+            got = np.asarray(fn())
+            bench.check_result(got, expected, x, w)
+            g[name] = flop / bench.measure(fn, repeats=args.repeats).median_s / 1e9
+        line = f"{layer.name:16s}" + "".join(f"{g[c]:10.1f}" for c in cols)
+        line += f"{g['NHWC'] / g['NCHW']:10.2f}x"
+        if have_torch:
+            line += f"{g['NHWC'] / g['torch_cl']:8.2f}x{g['stride2'] / g['torch_s2']:8.2f}x"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
