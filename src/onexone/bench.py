@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -261,11 +262,24 @@ def _onexone(x, w, b, threads, activation=None):
     yield lambda: conv1x1(x, w, b, activation=activation, out=y, n_threads=threads)
 
 
+def _blas_threads(threads: int) -> ContextManager:
+    """NumPy's BLAS limited to ``threads`` with threadpoolctl; unlimited (its own default) when
+    threadpoolctl is not installed, which the table then says (:data:`BLAS_NOTE`)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(threads, user_api="blas")
+
+
+#: Printed under the table when NumPy's BLAS could not be limited to the thread count.
+BLAS_NOTE = ("numpy: its BLAS threads are not limited to the thread count "
+             "(threadpoolctl is not installed: pip install threadpoolctl)")
+
+
 @contextlib.contextmanager
 def _numpy(x, w, b, threads):
     """``np.matmul(W, X, out=y)`` then ``y += b[:, None]``, BLAS limited to ``threads``."""
-    from threadpoolctl import threadpool_limits
-
     n, c, h, wd = x.shape
     f = w.shape[0]
     w2, x3, b2 = w.reshape(f, c), x.reshape(n, c, h * wd), b[:, None]
@@ -277,7 +291,7 @@ def _numpy(x, w, b, threads):
         np.add(y, b2, out=y)
         return y4
 
-    with threadpool_limits(threads, user_api="blas"):
+    with _blas_threads(threads):
         yield call
 
 
@@ -365,11 +379,9 @@ def _onexone_conv2d(x, w, b, threads, algorithm="direct", activation=None, strid
 def _numpy_im2col(x, w, b, threads, stride=1, padding=0):
     """:func:`onexone.reference.conv2d` (im2col by ``sliding_window_view``, ``np.matmul`` +
     bias), BLAS limited to ``threads``."""
-    from threadpoolctl import threadpool_limits
-
     from .reference import conv2d
 
-    with threadpool_limits(threads, user_api="blas"):
+    with _blas_threads(threads):
         yield lambda: conv2d(x, w, b, stride=stride, padding=padding)
 
 
@@ -379,7 +391,7 @@ IMPLEMENTATIONS: Dict[str, Impl] = {
     for impl in [
         Impl("onexone", "onexone", (), _onexone),
         Impl("onexone_relu", "+relu", (), functools.partial(_onexone, activation="relu"), "relu"),
-        Impl("numpy", "numpy", ("threadpoolctl",), _numpy),
+        Impl("numpy", "numpy", (), _numpy),
         Impl("torch", "torch", ("torch",), _torch),
         Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True)),
         Impl("ort", "ort", ("onnxruntime", "onnx"), _ort),
@@ -394,7 +406,7 @@ KXK_IMPLEMENTATIONS: Dict[str, Impl] = {
         Impl("onexone", "direct", (), _onexone_conv2d),
         Impl("onexone_relu", "+relu", (), functools.partial(_onexone_conv2d, activation="relu"), "relu"),
         Impl("onexone_im2col", "im2col", (), functools.partial(_onexone_conv2d, algorithm="im2col")),
-        Impl("numpy", "numpy", ("threadpoolctl",), _numpy_im2col),
+        Impl("numpy", "numpy", (), _numpy_im2col),
         Impl("torch", "torch", ("torch",), _torch),
         Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True)),
         Impl("ort", "ort", ("onnxruntime", "onnx"), _ort),
@@ -596,6 +608,10 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
             impls.append(impl)
     for name, why in skipped.items():
         _log(progress, f"skipping {name}: {why}")
+    notes = []
+    if any(i.name == "numpy" for i in impls) and importlib.util.find_spec("threadpoolctl") is None:
+        notes.append(BLAS_NOTE)
+        _log(progress, "note: " + BLAS_NOTE)
 
     busy_before = _warn_if_busy(busy_fraction(), progress)
     _log(progress, f"measuring the fp32 FMA peak on {threads} thread(s) ...", end=" ")
@@ -614,6 +630,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
         "kxk": kxk,
         "implementations": [i.name for i in impls],
         "skipped": skipped,
+        "notes": notes,
         "layers": [],
     }
     for k, layer in enumerate(chosen, 1):
@@ -740,6 +757,7 @@ def format_table(results: dict) -> str:
                      "algorithm; numpy: onexone.reference.conv2d (sliding_window_view + np.matmul)")
     if results["skipped"]:
         lines.append("not run: " + "; ".join(f"{n} ({why})" for n, why in results["skipped"].items()))
+    lines += [f"note: {note}" for note in results.get("notes", [])]
     kcol = f"{'k/s/p':>8}" if kxk else ""
     head = (f"{'layer':<15}{'C':>5}{'F':>6}{'HxW':>8}{kcol}{'MFLOP':>8}"
             + "".join(f"{labels[n]:>9}" for n in impls)
