@@ -15,12 +15,6 @@
 
 static size_t groups_of(size_t groups) { return groups > 1 ? groups : 1; }
 
-/* NHWC normally packs W^T block by block (the pixels broadcast, vectors along F). Deep
- * channels on a tiny image leave too few pixels to amortize packing all of W: there, dot
- * products of a pixel's channels with a filter's, nothing packed. Measured on Zen 4, one
- * core: 2048->512 at 7x7 packed 71 GFLOP/s, dot 81; 1024->256 at 14x14 packed 101, dot 85. */
-enum { OXO_NHWC_DOT_MIN_C = 256, OXO_NHWC_DOT_MAX_P = 64 };
-
 int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                      ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
                      int n_threads)
@@ -71,16 +65,15 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     g.bs_a = x->sn;
     g.rs_a = sp;
     g.cs_a = x->sc;
+    /* B = W^T (row c, column f at w[f*sw_f + c*sw_c]), packed per block (4 x 4 register
+     * transposes, pack.c). Measured against dot products of a pixel's channels with a
+     * filter's (nothing packed), alternating calls, 2 threads, GFLOP/s packed / dot:
+     * 2048->512 at 7x7 167 / 163, 512->2048 170 / 161, 320->1280 167 / 151, 160->960
+     * 157 / 135 (1 thread: 90 / 81, 89 / 83, 89 / 76, 87 / 67). */
     g.B = w;
-    if (x->sc == 1 && sw_c == 1 && cg >= OXO_NHWC_DOT_MIN_C && p <= OXO_NHWC_DOT_MAX_P) {
-        g.dot = 1;
-        g.rs_b = sw_f; /* Bt[j=f, k=c] = w[f*sw_f + c] */
-    } else {
-        /* B = W^T (row c, column f at w[f*sw_f + c*sw_c]), packed per block */
-        g.rs_b = sw_c;
-        g.b_w = 0;
-        g.cs_bw = sw_f;
-    }
+    g.rs_b = sw_c;
+    g.b_w = 0;
+    g.cs_bw = sw_f;
     g.C = y;
     g.bs_c = (ptrdiff_t)(p * f);
     g.rs_c = (ptrdiff_t)f;
