@@ -9,27 +9,16 @@
 
 /* ---- strided B (an oxo_gemm's own description) ---------------------------------------- */
 
-/* o[p*ld + q] = src[p + q*sq] for p < kc, q < n: a transposed source (W^T for NHWC),
- * contiguous along p. One element at a time this is a store per element to kc different
- * cache lines; on x86-64 4 x 4 blocks are transposed in SSE registers (baseline there), the
- * edges one by one. NHWC / NCHW speed, Zen 4: 1024->256 at 14x14, 2 threads, 0.75 -> 1.00;
- * 160->960 at 7x7, 1 thread, 0.59 -> 0.86. */
-#define OXO_DEFINE_TRANSPOSE_IN_SCALAR(T, NAME)                                                \
-    static void NAME(const T *src, ptrdiff_t sq, size_t kc, size_t n, T *o, ptrdiff_t ld,      \
-                     size_t q0)                                                                \
-    {                                                                                          \
-        for (size_t q = q0; q < n; q++)                                                        \
-            for (size_t p = 0; p < kc; p++) o[(ptrdiff_t)p * ld + (ptrdiff_t)q] = src[(ptrdiff_t)p + (ptrdiff_t)q * sq]; \
-    }
-OXO_DEFINE_TRANSPOSE_IN_SCALAR(float, transpose_in_rest_f32)
-OXO_DEFINE_TRANSPOSE_IN_SCALAR(double, transpose_in_f64)
-
+/* The start of o[p*ld + q] = src[p + q*sq] (p < kc, q < n; a transposed source, W^T for
+ * NHWC, contiguous along p): the columns q it did, in 4 x 4 blocks transposed in SSE registers
+ * (baseline on x86-64); the packer does the rest one element at a time, a store per element
+ * to kc different cache lines. NHWC / NCHW speed, Zen 4: 1024->256 at 14x14, 2 threads,
+ * 0.75 -> 1.00; 160->960 at 7x7, 1 thread, 0.59 -> 0.86. */
 #if defined(__SSE__) || defined(_M_X64)
 #include <xmmintrin.h>
-static void transpose_in_f32(const float *src, ptrdiff_t sq, size_t kc, size_t n, float *o, ptrdiff_t ld,
-                             size_t q0)
+static size_t transpose4_f32(const float *src, ptrdiff_t sq, size_t kc, size_t n, float *o, ptrdiff_t ld)
 {
-    size_t q = q0;
+    size_t q = 0;
     for (; q + 4 <= n; q += 4) {
         const float *s0 = src + (ptrdiff_t)q * sq, *s1 = s0 + sq, *s2 = s1 + sq, *s3 = s2 + sq;
         float *oq = o + q;
@@ -51,13 +40,14 @@ static void transpose_in_f32(const float *src, ptrdiff_t sq, size_t kc, size_t n
             d[3] = s3[p];
         }
     }
-    transpose_in_rest_f32(src, sq, kc, n, o, ld, q);
+    return q;
 }
 #else
-#define transpose_in_f32 transpose_in_rest_f32
+#define transpose4_f32(src, sq, kc, n, o, ld) ((size_t)0)
 #endif
+#define transpose4_f64(src, sq, kc, n, o, ld) ((size_t)0)
 
-#define OXO_DEFINE_PACK_STRIDED(T, NAME, TRANSPOSE_IN)                                         \
+#define OXO_DEFINE_PACK_STRIDED(T, NAME, TRANSPOSE4)                                         \
     void NAME(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc, void *dst, \
               size_t ld, int transposed)                                                       \
     {                                                                                          \
@@ -84,18 +74,17 @@ static void transpose_in_f32(const float *src, ptrdiff_t sq, size_t kc, size_t n
                 for (size_t p = 0; p < kc; p++)                                                \
                     for (size_t q = 0; q < run; q++)                                           \
                         o[(ptrdiff_t)p * dp + (ptrdiff_t)q * dq] = src[(ptrdiff_t)p * sp + (ptrdiff_t)q * sq]; \
-            } else if (!transposed && sp == 1) { /* a transposed source read along rows */      \
-                TRANSPOSE_IN(src, sq, kc, run, o, dp, 0);                                      \
             } else { /* read along rows (a transposed source: W^T, x^T) */                     \
-                for (size_t q = 0; q < run; q++)                                               \
+                size_t q = !transposed && sp == 1 ? TRANSPOSE4(src, sq, kc, run, o, dp) : 0;   \
+                for (; q < run; q++)                                                           \
                     for (size_t p = 0; p < kc; p++)                                            \
                         o[(ptrdiff_t)p * dp + (ptrdiff_t)q * dq] = src[(ptrdiff_t)p * sp + (ptrdiff_t)q * sq]; \
             }                                                                                  \
             j += run;                                                                          \
         }                                                                                      \
     }
-OXO_DEFINE_PACK_STRIDED(float, oxo_pack_strided_f32, transpose_in_f32)
-OXO_DEFINE_PACK_STRIDED(double, oxo_pack_strided_f64, transpose_in_f64)
+OXO_DEFINE_PACK_STRIDED(float, oxo_pack_strided_f32, transpose4_f32)
+OXO_DEFINE_PACK_STRIDED(double, oxo_pack_strided_f64, transpose4_f64)
 
 /* ---- im2col -------------------------------------------------------------------------- */
 /* For output row ho and kernel offset (kh, kw): the input row, or -1 in the padding, and the
