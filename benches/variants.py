@@ -12,28 +12,13 @@ pixels computed. Every result is checked against onexone.reference first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
 
 import onexone
 from onexone import bench, reference
-
-
-def _torch_fn(x, w, b, threads, channels_last, stride):
-    import torch
-
-    torch.set_num_threads(threads)
-    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
-    if channels_last:
-        tx = tx.contiguous(memory_format=torch.channels_last)
-        tw = tw.contiguous(memory_format=torch.channels_last)
-
-    def call():
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(tx, tw, tb, stride=stride)
-
-    return call
 
 
 def main(argv=None) -> int:
@@ -70,16 +55,19 @@ def main(argv=None) -> int:
             "stride2": (lambda: onexone.conv1x1(x, w, b, stride=2, out=y2, n_threads=t), flop2,
                         reference.conv1x1(x[:, :, ::2, ::2], w, b)),
         }
-        if have_torch:
-            fns["torch"] = (_torch_fn(x, w, b, t, False, 1), flop1, fns["NCHW"][2])
-            fns["torch_cl"] = (_torch_fn(x, w, b, t, True, 1), flop1, fns["NCHW"][2])
-            fns["torch_s2"] = (_torch_fn(x, w, b, t, False, 2), flop2, fns["stride2"][2])
         g = {}
-        for name, (fn, flop, expected) in fns.items():
-            time.sleep(bench.SETTLE_S)
-            got = np.asarray(fn())
-            bench.check_result(got, expected, x, w)
-            g[name] = flop / bench.measure(fn, repeats=args.repeats).median_s / 1e9
+        with contextlib.ExitStack() as stack:
+            if have_torch:  # bench's PyTorch setup (no_grad, thread count restored after)
+                def torch_fn(**kw):
+                    return stack.enter_context(bench._torch(x, w, b, t, **kw))
+
+                fns["torch"] = (torch_fn(), flop1, fns["NCHW"][2])
+                fns["torch_cl"] = (torch_fn(channels_last=True), flop1, fns["NCHW"][2])
+                fns["torch_s2"] = (torch_fn(stride=2), flop2, fns["stride2"][2])
+            for name, (fn, flop, expected) in fns.items():
+                time.sleep(bench.SETTLE_S)
+                bench.check_result(np.asarray(fn()), expected, x, w)
+                g[name] = flop / bench.measure(fn, repeats=args.repeats).median_s / 1e9
         line = f"{layer.name:16s}" + "".join(f"{g[c]:10.1f}" for c in cols)
         line += f"{g['NHWC'] / g['NCHW']:10.2f}x"
         if have_torch:

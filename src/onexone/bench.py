@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import functools
 import importlib
-import importlib.util
 import json
 import math
 import os
@@ -262,14 +261,20 @@ def _onexone(x, w, b, threads, activation=None):
     yield lambda: conv1x1(x, w, b, activation=activation, out=y, n_threads=threads)
 
 
-def _blas_threads(threads: int) -> ContextManager:
-    """NumPy's BLAS limited to ``threads`` with threadpoolctl; unlimited (its own default) when
-    threadpoolctl is not installed, which the table then says (:data:`BLAS_NOTE`)."""
+def _threadpool_limits():
+    """threadpoolctl's ``threadpool_limits``, or None when threadpoolctl is not installed."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(threads, user_api="blas")
+        return None
+    return threadpool_limits
+
+
+def _blas_threads(threads: int) -> ContextManager:
+    """NumPy's BLAS limited to ``threads`` with threadpoolctl; unlimited (its own default) when
+    threadpoolctl is not installed, which the table then says (:data:`BLAS_NOTE`)."""
+    limits = _threadpool_limits()
+    return limits(threads, user_api="blas") if limits else contextlib.nullcontext()
 
 
 #: Printed under the table when NumPy's BLAS could not be limited to the thread count.
@@ -609,7 +614,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     for name, why in skipped.items():
         _log(progress, f"skipping {name}: {why}")
     notes = []
-    if any(i.name == "numpy" for i in impls) and importlib.util.find_spec("threadpoolctl") is None:
+    if any(i.name == "numpy" for i in impls) and _threadpool_limits() is None:
         notes.append(BLAS_NOTE)
         _log(progress, "note: " + BLAS_NOTE)
 
