@@ -117,6 +117,58 @@ def default_threads():
     return _default_threads if _default_threads > 0 else oxo_max_threads()
 
 
+cdef inline bint _fast_bias(object bias, int typenum, cnp.npy_intp f):
+    """None, or a plain C-contiguous (f,) array of the dtype."""
+    if bias is None:
+        return True
+    if not _plain(bias, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1:
+        return False
+    return cnp.PyArray_DIMS(<cnp.ndarray>bias)[0] == f and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias)
+
+
+cdef inline int _fast_act(object activation):
+    """The oxo_act code, or -1 (not the fast path)."""
+    if activation is None:
+        return 0
+    if activation == "relu":
+        return 1
+    if activation == "relu6":
+        return 2
+    return -1
+
+
+cdef inline int _fast_threads(object n_threads):
+    """The thread count to pass to C (0: the default), or -1 (not the fast path)."""
+    if n_threads is None:
+        return _default_threads if _default_threads > 0 else 0
+    if type(n_threads) is int and 0 < n_threads <= 1024:
+        return n_threads
+    return -1
+
+
+cdef inline object _fast_out(object out, int typenum, cnp.npy_intp *oshape, cnp.ndarray ax,
+                             cnp.ndarray aw, object bias):
+    """The 4-D result: a new array, or out when it is clean (plain, C-contiguous, writeable,
+    of the shape, overlapping no input); None otherwise or when the new array cannot exist
+    (the full checks raise the error that names the shape)."""
+    if out is None:
+        try:
+            return cnp.PyArray_EMPTY(4, oshape, typenum, 0)
+        except (MemoryError, ValueError):
+            return None
+    if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
+        return None
+    cdef cnp.ndarray ao = <cnp.ndarray>out
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(ao) and cnp.PyArray_ISWRITEABLE(ao)):
+        return None
+    for i in range(4):
+        if cnp.PyArray_DIMS(ao)[i] != oshape[i]:
+            return None
+    if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
+        return None
+    return ao
+
+
 cdef inline bint _plain(object a, int typenum):
     """An ndarray of this dtype, native byte order, element-aligned."""
     if type(a) is not cnp.ndarray:
@@ -143,49 +195,21 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
     cdef cnp.npy_intp f = ws[0]
     if ws[1] != xs[1]:
         return None
-    if bias is not None:
-        if not _plain(bias, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1:
-            return None
-        if cnp.PyArray_DIMS(<cnp.ndarray>bias)[0] != f or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
-            return None
-    cdef int act
-    if activation is None:
-        act = 0
-    elif activation == "relu":
-        act = 1
-    elif activation == "relu6":
-        act = 2
-    else:
+    if not _fast_bias(bias, typenum, f):
         return None
-    cdef int nt
-    if n_threads is None:
-        nt = _default_threads if _default_threads > 0 else 0
-    elif type(n_threads) is int and 0 < n_threads <= 1024:
-        nt = n_threads
-    else:
+    cdef int act = _fast_act(activation)
+    cdef int nt = _fast_threads(n_threads)
+    if act < 0 or nt < 0:
         return None
     cdef cnp.npy_intp oshape[4]
     oshape[0] = xs[0]
     oshape[1] = f
     oshape[2] = xs[2]
     oshape[3] = xs[3]
-    cdef cnp.ndarray ao
-    if out is None:
-        try:
-            ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
-        except (MemoryError, ValueError):
-            return None  # the full checks raise the error that names the shape
-    else:
-        if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
-            return None
-        ao = <cnp.ndarray>out
-        if not (cnp.PyArray_IS_C_CONTIGUOUS(ao) and cnp.PyArray_ISWRITEABLE(ao)):
-            return None
-        for i in range(4):
-            if cnp.PyArray_DIMS(ao)[i] != oshape[i]:
-                return None
-        if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
-            return None
+    res = _fast_out(out, typenum, oshape, ax, aw, bias)
+    if res is None:
+        return None
+    cdef cnp.ndarray ao = <cnp.ndarray>res
     w2 = aw if wnd == 2 else aw[:, :, 0, 0]
     return conv1x1(ax, w2, bias, act, ao, nt)
 
@@ -350,49 +374,21 @@ def conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, alg
     if xs[2] + g.ph + pb_h < eh or xs[3] + g.pw + pb_w < ew:
         return None
     cdef cnp.npy_intp f = ws[0]
-    if bias is not None:
-        if not _plain(bias, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1:
-            return None
-        if cnp.PyArray_DIMS(<cnp.ndarray>bias)[0] != f or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
-            return None
-    cdef int act
-    if activation is None:
-        act = 0
-    elif activation == "relu":
-        act = 1
-    elif activation == "relu6":
-        act = 2
-    else:
+    if not _fast_bias(bias, typenum, f):
         return None
-    cdef int nt
-    if n_threads is None:
-        nt = _default_threads if _default_threads > 0 else 0
-    elif type(n_threads) is int and 0 < n_threads <= 1024:
-        nt = n_threads
-    else:
+    cdef int act = _fast_act(activation)
+    cdef int nt = _fast_threads(n_threads)
+    if act < 0 or nt < 0:
         return None
     cdef cnp.npy_intp oshape[4]
     oshape[0] = xs[0]
     oshape[1] = f
     oshape[2] = (xs[2] + g.ph + pb_h - eh) // stride + 1
     oshape[3] = (xs[3] + g.pw + pb_w - ew) // stride + 1
-    cdef cnp.ndarray ao
-    if out is None:
-        try:
-            ao = cnp.PyArray_EMPTY(4, oshape, typenum, 0)
-        except (MemoryError, ValueError):
-            return None
-    else:
-        if not _plain(out, typenum) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 4:
-            return None
-        ao = <cnp.ndarray>out
-        if not (cnp.PyArray_IS_C_CONTIGUOUS(ao) and cnp.PyArray_ISWRITEABLE(ao)):
-            return None
-        for i in range(4):
-            if cnp.PyArray_DIMS(ao)[i] != oshape[i]:
-                return None
-        if _may_overlap(ao, ax) or _may_overlap(ao, aw) or (bias is not None and _may_overlap(ao, <cnp.ndarray>bias)):
-            return None
+    res = _fast_out(out, typenum, oshape, ax, aw, bias)
+    if res is None:
+        return None
+    cdef cnp.ndarray ao = <cnp.ndarray>res
     cdef oxo_tensor4 tx
     cdef _conv2d_fn fn
     if algorithm == "direct":
