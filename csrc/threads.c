@@ -91,6 +91,7 @@ typedef struct job {
     oxo_thread_fn fn;
     void *ctx;
     atomic_int pending; /* workers not yet done */
+    long long posted;   /* now_ns() when the caller posted it */
 } job;
 
 /* A worker's slot: NULL (idle), a job posted by the caller, or TAKEN once the worker has
@@ -153,6 +154,10 @@ static void *worker_main(void *arg)
         last_gap = now_ns() - idle_since;
         job *expected = j;
         if (j != TAKEN && atomic_compare_exchange_strong(&w->todo, &expected, TAKEN)) {
+            /* the gap between jobs is measured to when this one was posted: counting the
+             * worker's own wake-up (10-20 us) would keep a worker that slept once asleep for
+             * good whenever calls come every 10-20 us */
+            last_gap = j->posted - idle_since;
             j->fn(j->ctx, w->tid);
             atomic_store_explicit(&w->todo, NULL, memory_order_relaxed);
             atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
@@ -217,6 +222,7 @@ int oxo_parallel(int nt, oxo_thread_fn fn, void *ctx)
     j.fn = fn;
     j.ctx = ctx;
     atomic_init(&j.pending, nt - 1);
+    j.posted = now_ns();
     for (int t = 1; t < nt; t++) {
         worker *w = pool.workers[t - 1];
         atomic_store_explicit(&w->todo, &j, memory_order_release);

@@ -112,7 +112,7 @@ def show_config(mode: str = "stdout"):
         "  OpenMP:     "
         + (f"yes, runtime {t['openmp_runtime']}" if t["openmp"] else "NO (built without OpenMP: single-threaded)"),
         f"  threads:    {t['default']} by default (omp_get_max_threads() = {t['omp_max_threads']}, "
-        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}); run on onexone's pool (idle workers spin-yield ~2 ms, then sleep)",
+        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}); run on onexone's pool (idle workers spin up to 20 us while calls come back to back, then sleep)",
         "  blocking:   "
         + "; ".join(f"{k}: " + ", ".join(f"{n}={v}" for n, v in b.items()) for k, b in cfg["blocking"].items()),
     ]

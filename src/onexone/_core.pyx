@@ -177,7 +177,7 @@ cdef inline bint _plain(object a, int typenum):
     return cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
 
 
-def conv1x1_fast(x, weight, bias, activation, out, n_threads):
+def conv1x1_fast(x, weight, bias, activation, out, n_threads, bint nhwc=False):
     if type(x) is not cnp.ndarray:
         return None
     cdef cnp.ndarray ax = <cnp.ndarray>x
@@ -186,6 +186,8 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
         return None
     if not _plain(x, typenum) or not _plain(weight, typenum):
         return None
+    if nhwc and not cnp.PyArray_IS_C_CONTIGUOUS(ax):  # the kernel wants the pixels in sequence
+        return None
     cdef cnp.ndarray aw = <cnp.ndarray>weight
     cdef int wnd = cnp.PyArray_NDIM(aw)
     cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(aw)
@@ -193,7 +195,7 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
         return None
     cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(ax)
     cdef cnp.npy_intp f = ws[0]
-    if ws[1] != xs[1]:
+    if ws[1] != xs[3 if nhwc else 1]:
         return None
     if not _fast_bias(bias, typenum, f):
         return None
@@ -203,14 +205,17 @@ def conv1x1_fast(x, weight, bias, activation, out, n_threads):
         return None
     cdef cnp.npy_intp oshape[4]
     oshape[0] = xs[0]
-    oshape[1] = f
+    oshape[1] = xs[1] if nhwc else f
     oshape[2] = xs[2]
-    oshape[3] = xs[3]
+    oshape[3] = f if nhwc else xs[3]
     res = _fast_out(out, typenum, oshape, ax, aw, bias)
     if res is None:
         return None
     cdef cnp.ndarray ao = <cnp.ndarray>res
     w2 = aw if wnd == 2 else aw[:, :, 0, 0]
+    if nhwc:  # the kernel sees x as (N, C, H, W) strides
+        conv1x1(ax.transpose(0, 3, 1, 2), w2, bias, act, ao, nt, 1, True)
+        return ao
     return conv1x1(ax, w2, bias, act, ao, nt)
 
 
