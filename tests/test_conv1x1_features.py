@@ -65,9 +65,12 @@ def test_relu6_clips_and_keeps_nan():
 
 
 def test_nhwc_views_and_3d(rng):
-    base = rng.integers(-4, 5, (2, 10, 12, 8)).astype(np.float32)  # (N, H, W, C)
+    base = rng.integers(-4, 5, (3, 10, 12, 8)).astype(np.float32)  # (N, H, W, C)
     weight = rng.integers(-3, 4, (5, 8)).astype(np.float32)
-    for x in (base[:, 1:9, 2:11, :], base[:, ::2, ::3, :], base[..., ::-1], base[0]):
+    # base and base[1:]: the images' pixels continue one sequence (one GEMM over all of
+    # them); base[::2], base[::-1]: they do not (a GEMM per image)
+    for x in (base, base[1:], base[::2], base[::-1], base[:, 1:9, 2:11, :], base[:, ::2, ::3, :],
+              base[..., ::-1], base[0]):
         y = onexone.conv1x1(x, weight, layout="NHWC")
         np.testing.assert_array_equal(y, reference.conv1x1_naive(x, weight, layout="nhwc"))
         assert y.shape == x.shape[:-1] + (5,)

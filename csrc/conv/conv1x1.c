@@ -55,10 +55,13 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
     ptrdiff_t sp;
     if (!oxo_tensor_pixel_sequence(x, &sp)) return OXO_EINVAL; /* see caller */
+    /* images whose pixels continue one another's sequence (a contiguous NHWC batch) are one
+     * GEMM of N*P rows: W^T's blocks are then packed once, not once per image */
+    const int one = x->n > 1 && x->sn == (ptrdiff_t)p * sp;
     oxo_gemm g = {0};
     g.dtype = dt;
-    g.batch = x->n;
-    g.M = p;
+    g.batch = one ? 1 : x->n;
+    g.M = one ? x->n * p : p;
     g.N = fg;
     g.K = cg;
     g.A = x->data; /* rows: pixels, along K: channels */
