@@ -76,6 +76,27 @@ def test_nhwc_views_and_3d(rng):
         assert y.shape == x.shape[:-1] + (5,)
 
 
+@pytest.mark.parametrize("n, c, f, h, w, groups, step", [
+    (1, 64, 96, 2, 3, 1, 1),
+    (3, 96, 64, 3, 1, 4, 1),
+    (1, 40, 40, 1, 1, 1, 1),
+    (12, 512, 512, 7, 7, 1, 2),  # images not in one sequence, more than the scratch holds at once
+])
+def test_nhwc_deep_small_maps(isa, dtype, rng, n, c, f, h, w, groups, step):
+    """Deep layers on small maps run NHWC as y^T = W x^T and transpose y (conv1x1.c)."""
+    base = rng.integers(-4, 5, (n * step, h, w, c)).astype(dtype)
+    x = base[::step]
+    weight = rng.integers(-3, 4, (f, c // groups)).astype(dtype)
+    bias = rng.integers(-3, 4, f).astype(dtype)
+    for act in (None, "relu"):
+        kw = dict(groups=groups, layout="NHWC", activation=act)
+        y = onexone.conv1x1(x, weight, bias, **kw)
+        np.testing.assert_array_equal(y, reference.conv1x1(x, weight, bias, **kw))
+    xf = x + rng.standard_normal(x.shape).astype(dtype)
+    ys = [onexone.conv1x1(xf, weight, bias, groups=groups, layout="NHWC", n_threads=t) for t in (1, 2, 3)]
+    assert same_bits(ys[0], ys[1]) and same_bits(ys[0], ys[2])
+
+
 def test_nchw_stride_does_not_copy_x(rng):
     """The strided pixels are read while packing, never gathered into a copy of x first."""
     x = rng.standard_normal((1, 256, 112, 112)).astype(np.float32)
