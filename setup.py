@@ -84,7 +84,9 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         msvc = self._is_msvc()
-        base = ["/O2"] if msvc else ["-O3", "-std=gnu11", "-fno-strict-aliasing"]
+        # an undeclared function is an error: its pointer result would be cut to an int
+        base = ["/O2"] if msvc else ["-O3", "-std=gnu11", "-fno-strict-aliasing",
+                                     "-Werror=implicit-function-declaration"]
         base += os.environ.get("ONEXONE_CFLAGS", "").split()
         link = []
         if _flag("ONEXONE_SANITIZE") and not msvc:
