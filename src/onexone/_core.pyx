@@ -177,10 +177,14 @@ cdef inline bint _plain(object a, int typenum):
     return cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
 
 
-def conv1x1_fast(x, weight, bias, activation, out, n_threads, bint nhwc=False):
+def conv1x1_fast(x, weight, bias, activation, out, n_threads, bint nhwc=False, int stride=1):
     if type(x) is not cnp.ndarray:
         return None
     cdef cnp.ndarray ax = <cnp.ndarray>x
+    if stride != 1:  # NCHW only: the strided pixels as a view, read while packing
+        if nhwc or stride < 1 or cnp.PyArray_NDIM(ax) != 4:
+            return None
+        ax = ax[:, :, ::stride, ::stride]
     cdef int typenum = cnp.PyArray_TYPE(ax)
     if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(ax) != 4:
         return None

@@ -90,10 +90,10 @@ def conv1x1(
     >>> onexone.conv1x1(np.ones((1, 4, 5, 5)), np.ones((6, 2)), groups=2, stride=2).shape
     (1, 6, 3, 3)
     """
-    if type(stride) is int and stride == 1 and type(groups) is int and groups == 1 and (
+    if type(stride) is int and 0 < stride < 2**31 and type(groups) is int and groups == 1 and (
         layout == "NCHW" or layout == "NHWC"
     ):
-        y = _core.conv1x1_fast(x, weight, bias, activation, out, n_threads, layout == "NHWC")
+        y = _core.conv1x1_fast(x, weight, bias, activation, out, n_threads, layout == "NHWC", stride)
         if y is not None:
             return y
     a = check_conv1x1(x, weight, bias, activation, out, stride, groups, layout)
