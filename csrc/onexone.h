@@ -141,6 +141,8 @@ typedef struct oxo_kernels {
     float (*fma_probe)(long iters);
     oxo_direct_ukernel direct; /* handles any m <= direct_mr, nv <= direct_nv (of `lanes`) */
     size_t direct_mr, direct_nv;
+    /* NULL, or a set of half-width vectors for GEMMs 21-24 columns wide (see oxo_gemm_run) */
+    const struct oxo_kernels *narrow;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */

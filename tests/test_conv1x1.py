@@ -4,7 +4,7 @@ The shape sweep is a covering design rather than a Cartesian product: every C of
 list meets three F's (and every F three C's), spatial sizes cycle through 1x1, 7x7, 13x17,
 56x56 and the sizes around the vector width (16/8 lanes), the register tile's width
 (48/24/16/8 columns, 6 or 4 rows), NC = 512 columns and KC = 256 (f32) / 128 (f64)
-channels; bias/activation variants cycle along. Each case runs for float32 and float64 on
+channels, 21-24 columns (the AVX-512 half-width set); bias/activation variants cycle along. Each case runs for float32 and float64 on
 every ISA, once on random floats (C-scaled tolerance) and once on small integers (exact).
 """
 import numpy as np
@@ -58,6 +58,9 @@ def _cases():
     # register tiles: rows (MR = 6, scalar 4) and columns around 8/16/24/48/96
     for i, p in enumerate([7, 8, 9, 15, 16, 17, 23, 24, 25, 47, 48, 49, 95, 96, 97]):
         add(1, (2, 16, 65)[i % 3], (4, 5, 6, 7, 12, 13)[i % 6], 1, p, "tile")
+    # 21-24 columns: the half-width set on AVX-512 (f32), with row tails and two K blocks
+    for i, (c, p) in enumerate([(300, 21), (17, 22), (520, 24), (3, 23)]):
+        add(1 + 2 * (i % 2), c, (9, 17, 3, 8)[i], 1, p, "narrow")
     return cases
 
 

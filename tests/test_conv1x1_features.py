@@ -97,6 +97,17 @@ def test_nhwc_deep_small_maps(isa, dtype, rng, n, c, f, h, w, groups, step):
     assert same_bits(ys[0], ys[1]) and same_bits(ys[0], ys[2])
 
 
+@pytest.mark.parametrize("c, f, p", [(5, 24, 13), (300, 21, 9), (144, 24, 3136), (7, 22, 1)])
+def test_nhwc_21_to_24_filters(isa, dtype, rng, c, f, p):
+    """NHWC with F = 21..24 runs the AVX-512 half-width tile (float32)."""
+    x = rng.integers(-4, 5, (1, 1, p, c)).astype(dtype)
+    weight = rng.integers(-3, 4, (f, c)).astype(dtype)
+    bias = rng.integers(-3, 4, f).astype(dtype)
+    for act in (None, "relu6"):
+        y = onexone.conv1x1(x, weight, bias, layout="NHWC", activation=act)
+        np.testing.assert_array_equal(y, reference.conv1x1(x, weight, bias, layout="NHWC", activation=act))
+
+
 def test_nchw_stride_does_not_copy_x(rng):
     """The strided pixels are read while packing, never gathered into a copy of x first."""
     x = rng.standard_normal((1, 256, 112, 112)).astype(np.float32)

@@ -26,6 +26,7 @@ cdef extern from "onexone.h" nogil:
     ctypedef struct oxo_kernels:
         const char *name
         size_t mr, nr, lanes
+        const void *narrow
     ctypedef struct oxo_blocking:
         size_t kc, nc
     ctypedef struct oxo_tensor4:
@@ -536,6 +537,16 @@ def kernel_names():
     cdef const oxo_kernels *k32 = oxo_kernels_for(oxo_isa_active(), OXO_F32)
     cdef const oxo_kernels *k64 = oxo_kernels_for(oxo_isa_active(), OXO_F64)
     return {"float32": k32.name.decode(), "float64": k64.name.decode()}
+
+
+def narrow_kernel_names():
+    """The half-width sets the engine takes for GEMMs 21-24 columns wide, per dtype (or None)."""
+    cdef const oxo_kernels *k
+    names = {}
+    for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
+        k = <const oxo_kernels *>oxo_kernels_for(oxo_isa_active(), dt).narrow
+        names[key] = None if k == NULL else k.name.decode()
+    return names
 
 
 def blocking():
