@@ -107,6 +107,10 @@ LAYERS = [
     ("dilated-same", 3, 11, 10, 23, 29, 3, 3, 1, "same", 3),
     ("stride3", 1, 5, 7, 31, 29, 4, 4, 3, 1, 1),
     ("rect-stride", 1, 6, 9, 25, 33, 3, 3, (2, 1), (1, 0), (1, 2)),
+    # grids that end 1-4 lanes past whole vectors: those pixels by dot products (direct)
+    ("7x7-tail", 2, 24, 13, 7, 7, 3, 3, 1, 1, 1),
+    ("14x14-tail", 1, 9, 6, 14, 14, 3, 3, 1, 1, 1),
+    ("1-wide-tail", 1, 8, 5, 17, 1, 3, 1, 1, (1, 0), 1),
 ]
 
 
@@ -341,7 +345,9 @@ def test_out_overlapping_x_is_an_error():
     ((1, 3, 224, 224), dict(k=7, stride=2, padding=3), "direct"),  # the stem
     ((1, 16, 28, 28), dict(k=7, stride=2, padding=3, f=8), "direct"),  # few filters: im2col packs for 8 rows
     ((1, 2048, 2, 2), dict(k=3, padding=1), "im2col"),         # 4 pixels: the GEMM's dot tail
-    ((1, 512, 7, 7), dict(k=3, stride=2, padding=1), "im2col"),  # 16 pixels on a 4x5 grid
+    ((1, 512, 7, 7), dict(k=3, padding=1), "direct"),          # r50.c5.3x3: 48 lanes + 1 dot
+    ((1, 512, 7, 7), dict(k=3, stride=2, padding=1), "direct"),  # 16 pixels + a 4-lane dot tail, F = 64
+    ((1, 512, 7, 7), dict(k=3, stride=2, padding=1, f=512), "im2col"),  # the same, F = 512
     ((1, 64, 56, 56), dict(k=1), "1x1"),
     ((1, 64, 56, 56), dict(k=1, stride=2), "1x1"),
 ])
