@@ -18,7 +18,8 @@
  *     size, not KH*KW times it), where the convolution has stride 1 and needs no padding.
  * The tiles of the grid (direct_nv vectors) and of F (direct_mr rows) go to the ISA's
  * direct micro-kernel (csrc/kernels/direct_vec_template.h), which runs the whole reduction
- * in registers and stores each output once, bias and activation fused.
+ * in registers and stores each output once, bias and activation fused; a grid that ends 1-4
+ * lanes past whole vectors leaves those pixels to dot products (see dtail).
  *
  * Threads: the work is cut into units (image, rows of F, range of grid vectors), taken by
  * the pool's threads one by one; an output element is computed by exactly one unit with a
@@ -548,6 +549,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     if (dt_.npix) {
         dt_.p = &p;
         dt_.k = p.c * p.taps;
+        if (dt_.k && p.n * dt_.npix > (size_t)-1 / dt_.k / p.es) return OXO_ENOMEM;
         dt_.cols = oxo_aligned_alloc(p.n * dt_.npix * dt_.k * p.es);
         if (!dt_.cols) return OXO_ENOMEM;
         dtail_gather(&dt_, x);
