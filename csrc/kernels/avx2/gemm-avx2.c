@@ -49,13 +49,6 @@ static inline __m256i oxo_maskbits64_avx2(unsigned b)
     const __m256i bit = _mm256_setr_epi64x(1, 2, 4, 8);
     return _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((long long)b), bit), bit);
 }
-static inline float oxo_hsum_ps_avx2(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 static inline double oxo_hsum_pd_avx2(__m256d v)
 {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -64,22 +57,11 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 }
 
 /* ---- f32 ---- */
-#define OXO_T float
-#define OXO_V __m256
-#define OXO_L 8
+#include "../vec_f32x8.h"
 #define OXO_M __m256i
 #define OXO_MASK(n) oxo_mask32_avx2(n)
-#define OXO_LOAD(p) _mm256_loadu_ps(p)
 #define OXO_LOADM(m, p) _mm256_maskload_ps(p, m)
-#define OXO_STORE(p, v) _mm256_storeu_ps(p, v)
 #define OXO_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
-#define OXO_SET1(x) _mm256_set1_ps(x)
-#define OXO_ZERO() _mm256_setzero_ps()
-#define OXO_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define OXO_ADD(a, b) _mm256_add_ps(a, b)
-#define OXO_MAX(a, b) _mm256_max_ps(a, b)
-#define OXO_MIN(a, b) _mm256_min_ps(a, b)
-#define OXO_HSUM(v) oxo_hsum_ps_avx2(v)
 #define OXO_NAME(x) oxo_f32_##x##__avx2
 #define OXO_MASKBITS(b) oxo_maskbits32_avx2(b)
 #include "../gemm_vec_template.h"

@@ -126,28 +126,11 @@ static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_p
  * dot-product tail: 8 rows x 3 ymm (8 x 24), 24 accumulators; AVX-512VL gives the masks and
  * the 32 registers. On Zen 4 a ymm FMA is half a zmm one, so full ymm lanes run at the zmm
  * peak. The tile is the zmm set's (OXO_MR x OXO_NV vectors); measured in oxo_gemm_run. */
-static inline float oxo_hsum_ps_avx512y(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-#define OXO_T float
-#define OXO_V __m256
-#define OXO_L 8
+#include "../vec_f32x8.h"
 #define OXO_M __mmask8
 #define OXO_MASK(n) ((__mmask8)(0xFFu >> (8 - (n))))
-#define OXO_LOAD(p) _mm256_loadu_ps(p)
 #define OXO_LOADM(m, p) _mm256_maskz_loadu_ps(m, p)
-#define OXO_STORE(p, v) _mm256_storeu_ps(p, v)
 #define OXO_STOREM(p, m, v) _mm256_mask_storeu_ps(p, m, v)
-#define OXO_SET1(x) _mm256_set1_ps(x)
-#define OXO_ZERO() _mm256_setzero_ps()
-#define OXO_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define OXO_ADD(a, b) _mm256_add_ps(a, b)
-#define OXO_MAX(a, b) _mm256_max_ps(a, b)
-#define OXO_MIN(a, b) _mm256_min_ps(a, b)
-#define OXO_HSUM(v) oxo_hsum_ps_avx512y(v)
 #define OXO_NAME(x) oxo_f32_##x##__avx512y
 #include "../gemm_vec_template.h"
 
