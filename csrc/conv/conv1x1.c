@@ -6,7 +6,8 @@
  *   channel plane is contiguous, packed block by block otherwise (a strided convolution is
  *   the strided view x[:, :, ::sh, ::sw], never copied whole).
  * Forward, NHWC: y[n] (P x F) = act(x[n] (P x C) @ W^T (C x F) + bias): the pixels are the
- *   GEMM's rows (broadcast), W^T's blocks are packed, the output rows are contiguous.
+ *   GEMM's rows (broadcast), W^T's blocks are packed, the output rows are contiguous; deep
+ *   layers on small maps instead compute y[n]^T with the NCHW product and transpose it.
  * Gradients (NCHW): grad_x[n, q] = W_q^T @ dy[n, q];  grad_w_q = sum_n dy[n, q] @ x[n, q]^T.
  * Gradients (NHWC): grad_x[n] = dy[n] @ W;           grad_w = sum_n dy[n]^T @ x[n].
  */
@@ -52,16 +53,17 @@ int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
 }
 
 /* NHWC through the NCHW product, for deep layers on small maps: y[n]^T (F x P) = W x[n]^T
- * (x^T's blocks packed from the pixel rows) into a scratch of at most OXO_NHWC_SCRATCH bytes,
- * a few images at a time, then transposed into y by all threads, a slice of 4*OXO_TR_SLICE
- * filters at a time (4 x 4 register transposes: the strided packer, reading the scratch as B). */
+ * (x^T's blocks packed from the pixel rows) into a scratch of at most OXO_NHWC_SCRATCH bytes
+ * (or one image's output, when larger: then under a quarter of W's size, see the rule below),
+ * a few images at a time, then transposed into y by all threads, 4 rows of y at a time (4 x 4
+ * register transposes: the strided packer, reading the scratch as B). */
 enum { OXO_NHWC_SCRATCH = 1 << 20, OXO_TR_SLICE = 16 };
 
 typedef struct transpose_job {
     const oxo_gemm *scratch; /* element (pixel, filter) of image b at b*F*P + pixel + filter*P */
     char *y;                 /* the first image's (P x F) */
     size_t images, p, f, es;
-    atomic_size_t next;      /* the next slice of filters to take */
+    atomic_size_t next;      /* the next 4 rows of y to write */
 } transpose_job;
 
 static void transpose_slices(void *arg, int tid)
@@ -130,7 +132,7 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
      * image, plus a second parallel region). Measured, NHWC/NCHW, batch 1, alternating calls,
      * 2 / 1 threads, W^T route -> this one: 2048->512 at 7x7 0.86 / 0.87 -> 0.96 / 0.98,
      * 512->2048 0.85 / 0.87 -> 0.94 / 0.93, 320->1280 0.86 / 0.88 -> 0.88 / 0.95; 160->960
-     * (C*F / (P*(C+F)) = 2.8) 0.84 / 0.89 -> 0.77 / 0.95, so it stays below 4. */
+     * (C*F / (P*(C+F)) = 2.8) 0.84 / 0.89 -> 0.77 / 0.95: the rule asks for 4. */
     const double rows = (double)(one ? x->n * p : p);
     if (p && f && x->n && 4.0 * rows * (double)(x->c + f) <= (double)x->c * (double)f)
         return nhwc_by_transposes(dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
