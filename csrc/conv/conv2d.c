@@ -340,6 +340,14 @@ static int direct_layout(const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t 
  * (14x14, 4 lanes) 1.00-1.04x. */
 enum { OXO_DTAIL_ROWS = 16 };
 
+/* How many of a grid's lanes go to dot products: the lanes past its whole vectors when they
+ * are at most a quarter of one and at least one whole vector precedes them; else 0. */
+static size_t dot_tail_lanes(size_t grid_lanes, size_t lanes)
+{
+    const size_t rest = grid_lanes % lanes;
+    return grid_lanes >= lanes && 4 * rest <= lanes ? rest : 0;
+}
+
 typedef struct dtail {
     const dplan *p;
     size_t pix0, npix;               /* output pixels pix0 .. pix0 + npix - 1 (ho*Wo + wo) */
@@ -348,6 +356,11 @@ typedef struct dtail {
     atomic_size_t next;
 } dtail;
 
+/* Each tail pixel's receptive field as a row of cols (image b's pixels at b*npix). Not
+ * oxo_pack_im2col (transposed): its per-row set-up (divisions, the padding's run bounds) is
+ * made for blocks hundreds of columns wide and costs more than the copy of 1-4 columns
+ * (r50.c5.3x3, alternating calls, this loop / the packer: 2 threads 1.02-1.05x, 1 thread
+ * 1.00x). */
 static void dtail_gather(const dtail *d, const oxo_tensor4 *x)
 {
     const dplan *p = d->p;
@@ -457,19 +470,17 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     }
     p.grid_lanes = g->ho * p.pitch;
     p.nvec = cdiv(p.grid_lanes, p.lanes);
-    dtail dt_;
-    dt_.npix = 0;
-    {
-        const size_t full = p.grid_lanes / p.lanes, rest = p.grid_lanes % p.lanes;
-        if (full && rest && 4 * rest <= p.lanes && cs_w == 1 && ks->dot) {
-            for (size_t j = full * p.lanes; j < p.grid_lanes; j++) {
-                if (j % p.pitch >= g->wo) continue; /* nobody's lane */
-                if (!dt_.npix) dt_.pix0 = j / p.pitch * g->wo + j % p.pitch;
-                dt_.npix++;
-            }
-            p.nvec = full;
-            p.grid_lanes = full * p.lanes; /* the vectors' tiles end there */
+    dtail tail;
+    tail.npix = 0;
+    if (dot_tail_lanes(p.grid_lanes, p.lanes) && cs_w == 1 && ks->dot) {
+        const size_t full = p.grid_lanes / p.lanes;
+        for (size_t j = full * p.lanes; j < p.grid_lanes; j++) {
+            if (j % p.pitch >= g->wo) continue; /* nobody's lane */
+            if (!tail.npix) tail.pix0 = j / p.pitch * g->wo + j % p.pitch;
+            tail.npix++;
         }
+        p.nvec = full;
+        p.grid_lanes = full * p.lanes; /* the vectors' tiles end there */
     }
     p.segs = p.pitch == g->wo ? 1 : (p.lanes - 1) / p.pitch + 2;
 
@@ -546,17 +557,17 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     oxo_aligned_free(tap_off);
     oxo_aligned_free(staging);
 
-    if (dt_.npix) {
-        dt_.p = &p;
-        dt_.k = p.c * p.taps;
-        if (dt_.k && p.n * dt_.npix > (size_t)-1 / dt_.k / p.es) return OXO_ENOMEM;
-        dt_.cols = oxo_aligned_alloc(p.n * dt_.npix * dt_.k * p.es);
-        if (!dt_.cols) return OXO_ENOMEM;
-        dtail_gather(&dt_, x);
-        atomic_init(&dt_.next, 0);
+    if (tail.npix) {
+        tail.p = &p;
+        tail.k = p.c * p.taps;
+        if (tail.k && p.n * tail.npix > (size_t)-1 / tail.k / p.es) return OXO_ENOMEM;
+        tail.cols = oxo_aligned_alloc(p.n * tail.npix * tail.k * p.es);
+        if (!tail.cols) return OXO_ENOMEM;
+        dtail_gather(&tail, x);
+        atomic_init(&tail.next, 0);
         const size_t units = p.n * cdiv(p.f, OXO_DTAIL_ROWS);
-        oxo_parallel(units < (size_t)nt ? (int)units : nt, dtail_thread, &dt_);
-        oxo_aligned_free(dt_.cols);
+        oxo_parallel(units < (size_t)nt ? (int)units : nt, dtail_thread, &tail);
+        oxo_aligned_free(tail.cols);
     }
     return OXO_OK;
 }
@@ -577,9 +588,9 @@ int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const
     const size_t lanes = ks->lanes, pixels = g->ho * g->wo;
     size_t pitch, hh, u;
     direct_layout(x, g, lanes, &pitch, &hh, &u);
-    const size_t grid = g->ho * pitch, full = grid / lanes, rest = grid % lanes;
+    const size_t grid = g->ho * pitch;
     /* a short tail of the grid goes to dot products (see dtail): about its own lanes' cost */
-    const size_t spent = full && rest && 4 * rest <= lanes ? grid : cdiv(grid, lanes) * lanes;
+    const size_t spent = dot_tail_lanes(grid, lanes) ? grid : cdiv(grid, lanes) * lanes;
     const double direct = (double)pixels / (double)spent;
     const size_t tail = pixels % lanes;
     const double lanes_used = (tail == 0 || 2 * tail <= lanes) ? 1.0
