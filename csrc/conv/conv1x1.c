@@ -57,7 +57,7 @@ int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
  * (or one image's output, when larger: then under a quarter of W's size, see the rule below),
  * a few images at a time, then transposed into y by all threads, 4 rows of y at a time (4 x 4
  * register transposes: the strided packer, reading the scratch as B). */
-enum { OXO_NHWC_SCRATCH = 1 << 20, OXO_TR_SLICE = 16 };
+enum { OXO_NHWC_SCRATCH = 1 << 20, OXO_TR_RUN = 64 /* filters written per run */ };
 
 typedef struct transpose_job {
     const oxo_gemm *scratch; /* element (pixel, filter) of image b at b*F*P + pixel + filter*P */
@@ -74,12 +74,12 @@ static void transpose_slices(void *arg, int tid)
     for (;;) {
         const size_t s = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (s >= quads * j->images) break;
-        /* 4 rows of y, written in runs of 4*OXO_TR_SLICE filters: the rows of y are F
+        /* 4 rows of y, written in runs of OXO_TR_RUN filters: the rows of y are F
          * elements apart (8 KiB for F = 2048: the same L1 sets), so each run finishes its
          * cache lines before the next rows come */
         const size_t b = s / quads, p0 = s % quads * 4, np = j->p - p0 < 4 ? j->p - p0 : 4;
-        for (size_t f0 = 0; f0 < j->f; f0 += 4 * OXO_TR_SLICE) {
-            const size_t nf = j->f - f0 < 4 * OXO_TR_SLICE ? j->f - f0 : 4 * OXO_TR_SLICE;
+        for (size_t f0 = 0; f0 < j->f; f0 += OXO_TR_RUN) {
+            const size_t nf = j->f - f0 < OXO_TR_RUN ? j->f - f0 : OXO_TR_RUN;
             char *dst = j->y + ((b * j->p + p0) * j->f + f0) * j->es;
             if (j->es == 8) oxo_pack_strided_f64(j->scratch, b, p0, np, f0, nf, dst, j->f, 0);
             else oxo_pack_strided_f32(j->scratch, b, p0, np, f0, nf, dst, j->f, 0);
