@@ -31,3 +31,14 @@ def test_numpy_baseline_runs_without_threadpoolctl(monkeypatch):
     assert results["layers"][0]["results"]["numpy"]["ok"]
     assert results["notes"] == [bench.BLAS_NOTE]
     assert "note: numpy: its BLAS threads are not limited" in bench.format_table(results)
+
+
+def test_ratio_just_below_one_is_not_printed_as_one():
+    """A layer at 0.996x the best peer must not read "1.00x" beside ">= 1.0x on k layers"."""
+    from onexone.bench import _fmt_ratio
+
+    assert _fmt_ratio(0.996) == "0.996x"
+    assert _fmt_ratio(0.99) == "0.99x"
+    assert _fmt_ratio(1.0) == "1.00x"
+    assert _fmt_ratio(1.004) == "1.00x"
+    assert _fmt_ratio(1.2345) == "1.23x"

@@ -742,6 +742,11 @@ def _disturbed(others_load: Optional[float]) -> bool:
     return others_load is not None and others_load > BUSY_LIMIT
 
 
+def _fmt_ratio(r: float) -> str:
+    """A ratio with 2 decimals, or 3 where 2 would round one below 1.0 up to "1.00x"."""
+    return f"{r:.3f}x" if r < 1.0 <= round(r, 2) else f"{r:.2f}x"
+
+
 def format_table(results: dict) -> str:
     """The results as a plain-text table (GFLOP/s per implementation) with a summary."""
     impls = results["implementations"]
@@ -774,7 +779,7 @@ def format_table(results: dict) -> str:
             res = r["results"][n]
             mark = "!" if not res["ok"] else "~" if _disturbed(res.get("others_load")) else " "
             cells.append(f"{res['gflops']:>8.1f}{mark}")
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        ratio = _fmt_ratio(r["ratio"]) if r["ratio"] is not None else "-"
         relu = f"{r['relu_cost_pct']:+.1f}%" if r["relu_cost_pct"] is not None else "-"
         lines.append(
             f"{r['name']:<15}{r['c']:>5}{r['f']:>6}{str(r['h']) + 'x' + str(r['w']):>8}"
@@ -787,7 +792,7 @@ def format_table(results: dict) -> str:
     if s["geomean_ratio"] is not None:
         lines.append(
             f"onexone / best peer: geometric mean {s['geomean_ratio']:.2f}x, "
-            f"min {s['min_ratio']:.2f}x ({s['min_ratio_layer']}), "
+            f"min {_fmt_ratio(s['min_ratio'])} ({s['min_ratio_layer']}), "
             f">= 1.0x on {s['layers_at_or_above_1x']}/{len(results['layers'])} layers"
         )
     if s["relu_cost_pct_median"] is not None:
