@@ -111,3 +111,25 @@ def test_build_has_openmp():
     threads = onexone.show_config(mode="dicts")["threads"]
     assert threads["openmp"] is True
     assert threads["openmp_runtime"]
+
+
+@pytest.mark.parametrize("module", [onexone, onexone.reference, onexone.layers], ids=lambda m: m.__name__)
+def test_every_public_function_has_a_numpydoc_example(module):
+    """Each public function documents itself with an Examples section, and the examples run."""
+    import doctest
+    import inspect
+
+    missing = [name for name in module.__all__
+               if inspect.isfunction(getattr(module, name)) and "Examples\n" not in (getattr(module, name).__doc__ or "")]
+    assert missing == []
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    ran = 0
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if not inspect.isfunction(obj):
+            continue
+        for test in finder.find(obj, name, globs={}):
+            if test.examples:
+                ran += 1
+                runner.run(test)
+    assert ran >= 1 and runner.failures == 0

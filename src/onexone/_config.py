@@ -46,19 +46,65 @@ def set_num_threads(n: Optional[int]) -> None:
 
 
 def available_isas() -> tuple:
-    """The ISA paths this machine can run, lowest first, e.g. ``('scalar', 'avx2', 'avx512')``."""
+    """The ISA paths this machine can run, lowest first.
+
+    Returns
+    -------
+    tuple of str
+        A subset of ``('scalar', 'avx2', 'avx512')``; ``'scalar'`` is always there.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> "scalar" in onexone.available_isas()
+    True
+    """
     return _core.isa_available()
 
 
 def get_isa() -> str:
-    """The ISA whose micro-kernels run now."""
+    """The ISA whose micro-kernels run now.
+
+    Returns
+    -------
+    str
+        One of :func:`available_isas`: the best one unless ``ONEXONE_ISA`` or :func:`set_isa`
+        chose a lower one.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> onexone.get_isa() in onexone.available_isas()
+    True
+    """
     return _core.isa_active()
 
 
 def set_isa(name: str) -> None:
-    """Run the micro-kernels of ``name`` (one of :func:`available_isas`) from now on, in the
-    whole process; the environment variable ``ONEXONE_ISA`` does the same at import.
-    For testing and benchmarking the slower paths."""
+    """Run the micro-kernels of ``name`` from now on, in the whole process.
+
+    For testing and benchmarking the slower paths; the environment variable ``ONEXONE_ISA``
+    does the same at import.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_isas`.
+
+    Raises
+    ------
+    ValueError
+        If this CPU (or this build) has no such path.
+
+    Examples
+    --------
+    >>> import onexone
+    >>> before = onexone.get_isa()
+    >>> onexone.set_isa("scalar")
+    >>> onexone.get_isa()
+    'scalar'
+    >>> onexone.set_isa(before)
+    """
     _core.set_isa(name)
 
 

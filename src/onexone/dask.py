@@ -1,6 +1,6 @@
 """onexone on dask arrays: the 1x1 convolution of data larger than memory, or than one machine.
 
-``import onexone.dask`` imports dask (``pip install 'onexone[dask]'``); ``import onexone``
+``import onexone.dask`` imports dask (``pip install '.[dask]'`` in a checkout); ``import onexone``
 never does.
 
 A 1x1 convolution maps every pixel's channel vector through the same matrix, so it is
@@ -18,7 +18,8 @@ try:
     import dask.array as da
 except ImportError as e:  # pragma: no cover - exercised only without dask
     raise ImportError(
-        "onexone.dask needs dask: pip install 'onexone[dask]' (or 'dask[array]')"
+        "onexone.dask needs dask: pip install 'dask[array]' (or, in onexone's checkout, "
+        "pip install '.[dask]')"
     ) from e
 
 from ._args import check_conv1x1, check_layout

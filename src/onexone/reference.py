@@ -24,7 +24,21 @@ __all__ = ["conv1x1", "conv1x1_naive", "conv1x1_backward", "conv2d", "conv2d_nai
 
 
 def activate(y: np.ndarray, act) -> np.ndarray:
-    """Apply an activation (None, "relu", "relu6" or its code 0/1/2) in place; NaN stays NaN."""
+    """Apply an activation in place and return y; NaN stays NaN.
+
+    Parameters
+    ----------
+    y : ndarray
+        Written in place.
+    act : None, "relu", "relu6", or its code 0, 1, 2
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onexone import reference
+    >>> reference.activate(np.array([-1.0, 3.0, 7.0]), "relu6")
+    array([0., 3., 6.])
+    """
     code = {None: 0, "relu": 1, "relu6": 2}.get(act, act)
     if code in (1, 2):
         np.maximum(y, 0, out=y)
