@@ -382,3 +382,27 @@ def test_fast_path_equals_full_checks(isa, dtype, rng, algorithm):
         assert onexone.conv2d(x, w, b, stride=s, padding=p, dilation=d, activation="relu", algorithm=algorithm,
                               out=out) is out
         assert same_bits(out, fast)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "auto"])
+def test_stride_beyond_the_input(algorithm):
+    """A stride larger than the input gives one output pixel per image, as in PyTorch, without
+    scratch proportional to the stride (the direct kernel's phase copy used to hold stride**2
+    planes per channel: stride=2**40 was a MemoryError)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 7))
+    w = rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(4)
+    for stride in (7, 2000, 2**40, (2**40, 3)):
+        y = onexone.conv2d(x, w, b, stride=stride, padding=1, algorithm=algorithm)
+        expected = reference.conv2d_naive(x, w, b, stride=stride, padding=1)
+        assert y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_padding_as_a_numpy_array():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(onexone.conv2d(x, w, padding=np.array([1, 1])), onexone.conv2d(x, w, padding=1))
+    np.testing.assert_array_equal(onexone.conv2d(x, w, padding=np.int64(2)), onexone.conv2d(x, w, padding=2))

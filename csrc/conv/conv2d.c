@@ -215,13 +215,30 @@ static void direct_thread(void *arg, int tid)
 }
 
 /* ---- the padded, stride-phase-split copy ------------------------------------------------ *
- * Channel c of image b becomes sh*sw planes of Hh x U: plane (qh, qw), element (hh, u) is the
+ * Channel c of image b becomes planes of Hh x U: plane (qh, qw), element (hh, u) is the
  * padded input at row hh*sh + qh, column u*sw + qw (zero outside x). Output pixel (ho, wo)
  * and tap (kh, kw) then read plane ((kh*dh) % sh, (kw*dw) % sw) at (ho + (kh*dh) / sh,
- * wo + (kw*dw) / sw): stride 1, pitch U, no padding. */
+ * wo + (kw*dw) / sw): stride 1, pitch U, no padding. Only the phases some tap reads are
+ * made: the distinct (kh*dh) % sh (at most min(sh, KH) of them) times the distinct
+ * (kw*dw) % sw, so a stride larger than the kernel costs no more memory than a small one. */
+typedef struct phases {
+    ptrdiff_t *qh, *qw; /* the rows' and the columns' phases in use */
+    size_t nh, nw;
+} phases;
+
+/* The index of q in sel[0..n), adding it at the end if new. */
+static size_t phase_index(ptrdiff_t *sel, size_t *n, ptrdiff_t q)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (sel[i] == q) return i;
+    sel[*n] = q;
+    return (*n)++;
+}
+
 typedef struct phase_copy {
     const oxo_tensor4 *x;
     const oxo_conv2d_geom *g;
+    const phases *ph;
     size_t es, hh, u, chan; /* plane rows, pitch, elements per channel */
     char *dst;
     size_t run;             /* items taken at once */
@@ -234,14 +251,15 @@ typedef struct phase_copy {
         const oxo_tensor4 *x = pc->x;                                                          \
         const oxo_conv2d_geom *g = pc->g;                                                      \
         const ptrdiff_t sh = g->sh, sw = g->sw;                                                \
-        const size_t plane_id = item / (size_t)(sh * sw), phase = item % (size_t)(sh * sw);    \
+        const size_t nph = pc->ph->nh * pc->ph->nw;                                            \
+        const size_t plane_id = item / nph, phase = item % nph;                                \
         const size_t b = plane_id / x->c, c = plane_id % x->c;                                 \
         const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
         T *dst = (T *)pc->dst + plane_id * pc->chan;                                           \
         {                                                                                      \
-            const ptrdiff_t qh = (ptrdiff_t)phase / sw, qw = (ptrdiff_t)phase % sw;            \
+            const ptrdiff_t qh = pc->ph->qh[phase / pc->ph->nw], qw = pc->ph->qw[phase % pc->ph->nw]; \
             {                                                                                  \
-                T *pl = dst + (size_t)(qh * sw + qw) * pc->hh * pc->u;                         \
+                T *pl = dst + phase * pc->hh * pc->u;                                          \
                 /* columns u whose input column u*sw + qw - pw lies in [0, W) */               \
                 const ptrdiff_t c0 = qw - g->pw;                                               \
                 ptrdiff_t ua = c0 >= 0 ? 0 : (-c0 + sw - 1) / sw;                              \
@@ -275,7 +293,7 @@ static void phase_copy_thread(void *arg, int tid)
 {
     (void)tid;
     phase_copy *pc = (phase_copy *)arg;
-    const size_t items = pc->x->n * pc->x->c * (size_t)(pc->g->sh * pc->g->sw);
+    const size_t items = pc->x->n * pc->x->c * pc->ph->nh * pc->ph->nw;
     for (;;) { /* items in runs of pc->run: one shared counter update per run, not per plane */
         const size_t i0 = atomic_fetch_add_explicit(&pc->next, pc->run, memory_order_relaxed);
         if (i0 >= items) break;
@@ -454,18 +472,33 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     char *staging = NULL;
     size_t hh, u;
     p.in_place = direct_layout(x, g, p.lanes, &p.pitch, &hh, &u);
-    p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
+    /* the phases the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's, and
+     * ph.qw[idx[KH + kw]] column kw's */
+    phases ph = {NULL, NULL, 0, 0};
+    ptrdiff_t *sel = oxo_aligned_alloc(2 * (g->kh + g->kw) * sizeof *sel);
+    if (!sel) return OXO_ENOMEM;
+    size_t *idx = (size_t *)(sel + g->kh + g->kw);
+    ph.qh = sel;
+    ph.qw = sel + g->kh;
+    for (size_t kh = 0; kh < g->kh; kh++) idx[kh] = phase_index(ph.qh, &ph.nh, ((ptrdiff_t)kh * g->dh) % g->sh);
+    for (size_t kw = 0; kw < g->kw; kw++) idx[g->kh + kw] = phase_index(ph.qw, &ph.nw, ((ptrdiff_t)kw * g->dw) % g->sw);
     if (p.in_place) {
         p.src = (const char *)x->data;
         p.src_n = x->sn;
         p.src_c = x->sc;
     } else {
-        const double chan = (double)g->sh * (double)g->sw * (double)hh * (double)u;
-        if (chan * (double)x->n * (double)x->c * (double)p.es > (double)PTRDIFF_MAX / 2) return OXO_ENOMEM;
-        p.src_c = (ptrdiff_t)((size_t)g->sh * (size_t)g->sw * hh * u);
+        const double chan = (double)(ph.nh * ph.nw) * (double)hh * (double)u;
+        if (chan * (double)x->n * (double)x->c * (double)p.es > (double)PTRDIFF_MAX / 2) {
+            oxo_aligned_free(sel);
+            return OXO_ENOMEM;
+        }
+        p.src_c = (ptrdiff_t)(ph.nh * ph.nw * hh * u);
         p.src_n = p.src_c * (ptrdiff_t)x->c;
         staging = oxo_aligned_alloc((size_t)p.src_n * x->n * p.es);
-        if (!staging) return OXO_ENOMEM;
+        if (!staging) {
+            oxo_aligned_free(sel);
+            return OXO_ENOMEM;
+        }
         p.src = staging;
     }
     p.grid_lanes = g->ho * p.pitch;
@@ -486,6 +519,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
 
     ptrdiff_t *tap_off = oxo_aligned_alloc(p.taps * sizeof *tap_off);
     if (!tap_off) {
+        oxo_aligned_free(sel);
         oxo_aligned_free(staging);
         return OXO_ENOMEM;
     }
@@ -495,7 +529,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
             if (p.in_place) {
                 tap_off[q] = (rh - g->ph) * (ptrdiff_t)p.pitch + (rw - g->pw);
             } else {
-                const ptrdiff_t phase = (rh % g->sh) * g->sw + rw % g->sw;
+                const ptrdiff_t phase = (ptrdiff_t)(idx[kh] * ph.nw + idx[g->kh + kw]);
                 tap_off[q] = phase * (ptrdiff_t)(hh * u) + (rh / g->sh) * (ptrdiff_t)u + rw / g->sw;
             }
         }
@@ -506,7 +540,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
      * by the shape and the kernel set, never by the thread count (it sets the sum order). */
     {
         const size_t tile = p.nv * p.lanes;
-        const size_t rows = (cdiv(tile, p.pitch) + 1) * (size_t)g->sh * (size_t)g->sw + (g->kh - 1) * (size_t)g->dh;
+        const size_t rows = (cdiv(tile, p.pitch) + 1) * (p.in_place ? 1 : ph.nh * ph.nw) + (g->kh - 1) * (size_t)g->dh;
         const size_t width = min_sz(p.pitch, tile + (g->kw - 1) * (size_t)g->dw);
         const size_t per_channel = (rows * width + p.mr * p.taps) * p.es;
         p.cb = OXO_DIRECT_L1_BYTES / per_channel;
@@ -523,19 +557,21 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
         phase_copy pc;
         pc.x = x;
         pc.g = g;
+        pc.ph = &ph;
         pc.es = p.es;
         pc.hh = hh;
         pc.u = u;
         pc.chan = (size_t)p.src_c;
         pc.dst = staging;
         atomic_init(&pc.next, 0);
-        const size_t items = x->n * x->c * (size_t)(g->sh * g->sw);
+        const size_t items = x->n * x->c * ph.nh * ph.nw;
         /* about 8 runs a thread: planes of a few pixels each (a 7x7 map in 4 phases) made the
          * counter's cache line bounce between the cores for every one (512->64 3x3 stride 2
          * on 7x7, 2 threads: the copy took longer than the convolution) */
         pc.run = items / (8 * (size_t)nt) + 1;
         oxo_parallel(items < (size_t)nt ? (int)(items ? items : 1) : nt, phase_copy_thread, &pc);
     }
+    oxo_aligned_free(sel);
 
     partition(&p, &nt);
     /* per thread: tap masks, row and column bits, store masks, then (64-byte aligned) store
