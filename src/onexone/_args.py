@@ -172,6 +172,9 @@ class Conv1x1Args(NamedTuple):
     writeback: Optional[np.ndarray]  # the user's unaligned out (4-D), filled by finish()
 
 
+MAX_GEOMETRY = 2**62  # the largest stride, padding or dilation taken
+
+
 def _pair(value, name: str, minimum: int) -> tuple:
     """An int or a pair of ints (h, w), each >= minimum, as a pair."""
     what = f"{name} must be an int or a pair of ints (h, w), got {value!r}"
@@ -193,6 +196,8 @@ def _pair(value, name: str, minimum: int) -> tuple:
     if min(pair) < minimum:
         rule = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
+    if max(pair) > MAX_GEOMETRY:  # beyond this the kernels' index arithmetic could overflow
+        raise ValueError(f"{name} must be at most 2**62, got {name}={value!r}")
     return pair
 
 

@@ -131,6 +131,8 @@ cdef inline int _fast_act(object activation):
     """The oxo_act code, or -1 (not the fast path)."""
     if activation is None:
         return 0
+    if type(activation) is not str:
+        return -1
     if activation == "relu":
         return 1
     if activation == "relu6":
@@ -345,6 +347,10 @@ cdef object _conv2d_call(_conv2d_fn fn, cnp.ndarray x, cnp.ndarray w, ptrdiff_t 
     return out
 
 
+# the fast path's bound on stride, padding and dilation (larger values take the full checks)
+cdef Py_ssize_t _FAST_MAX_GEOM = 1 << 30
+
+
 def conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, algorithm, groups,
                 n_threads):
     """onexone.conv2d's common call, recognized in about a microsecond (ndarrays of one float
@@ -366,14 +372,17 @@ def conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, alg
     cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(aw)
     if ws[1] != xs[1] or ws[2] < 1 or ws[3] < 1:
         return None
-    if type(stride) is not int or type(dilation) is not int or stride < 1 or dilation < 1:
+    if type(stride) is not int or type(dilation) is not int or not (0 < stride <= _FAST_MAX_GEOM
+                                                                     and 0 < dilation <= _FAST_MAX_GEOM):
         return None
     cdef oxo_conv2d_geom g
     g.kh, g.kw, g.sh, g.sw, g.dh, g.dw = ws[2], ws[3], stride, stride, dilation, dilation
     cdef ptrdiff_t eh = dilation * (ws[2] - 1) + 1, ew = dilation * (ws[3] - 1) + 1
     cdef ptrdiff_t pb_h, pb_w  # bottom/right padding
-    if type(padding) is int and padding >= 0:
+    if type(padding) is int and 0 <= padding <= _FAST_MAX_GEOM:
         g.ph = g.pw = pb_h = pb_w = padding
+    elif type(padding) is not str:
+        return None
     elif padding == "valid":
         g.ph = g.pw = pb_h = pb_w = 0
     elif padding == "same" and stride == 1:
