@@ -128,6 +128,23 @@ typedef struct oxo_direct_tile {
 
 typedef void (*oxo_direct_ukernel)(const oxo_direct_tile *t);
 
+/* The depthwise micro-kernel (csrc/kernels/dw_vec_template.h; the driver is
+ * oxo_conv2d_depthwise_nchw): rows x wo outputs of one output channel, C-contiguous at y,
+ *     y[r, u] = act(sum_{t < taps} w[t] * src[tap_off[t] + r*row_step + u] + bias[0])
+ * (bias NULL: 0), the taps' chain in order, then the bias. Masked loads and stores past wo. */
+typedef struct oxo_dw_tile {
+    size_t rows, wo, taps;
+    const void *src;
+    const ptrdiff_t *tap_off;
+    ptrdiff_t row_step;
+    const void *w;    /* taps values, contiguous */
+    const void *bias; /* one value, or NULL */
+    int act;
+    void *y;
+} oxo_dw_tile;
+
+typedef void (*oxo_dw_ukernel)(const oxo_dw_tile *t);
+
 /* A kernel set: what one ISA provides for one dtype. */
 typedef struct oxo_kernels {
     const char *name;      /* e.g. "f32-gemm-6x48-avx512" */
@@ -143,6 +160,7 @@ typedef struct oxo_kernels {
     size_t direct_mr, direct_nv;
     /* NULL, or a set of half-width vectors for GEMMs 21-24 columns wide (see oxo_gemm_run) */
     const struct oxo_kernels *narrow;
+    oxo_dw_ukernel dw; /* depthwise convolution rows (NULL in the narrow sets) */
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -275,6 +293,11 @@ typedef struct oxo_conv2d_geom {
 int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads);
+/* Depthwise (groups == C, one input channel per group, F = C * multiplier): output channel
+ * f reads input channel f / (F / C); w is (F, KH*KW) with strides (rs_w, cs_w). */
+int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                              ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                              const void *bias, int act, void *y, int n_threads);
 int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads);

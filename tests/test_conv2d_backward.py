@@ -93,3 +93,46 @@ def test_errors():
         onexone.conv2d_backward(np.ones((1, 4, 5, 5)), x, w, groups=2)
     with pytest.raises(ValueError, match="need has unknown gradients 'y'"):
         onexone.conv2d_backward(np.ones((1, 4, 3, 3)), x, w, groups=2, need="y")
+
+
+# ---- depthwise (groups == C): its own kernel under "auto" and "direct" ----------------------
+# (N, C, multiplier, H, W, KH, KW, stride, padding, dilation)
+DEPTHWISE = [
+    (1, 32, 1, 17, 17, 3, 3, 1, 1, 1),  # MobileNet's 3x3, odd map: masked last vectors
+    (2, 6, 1, 15, 40, 3, 3, 2, 1, 1),  # stride 2: two column phases
+    (1, 5, 2, 9, 11, 5, 3, (1, 3), (2, 0), (2, 1)),  # multiplier 2, mixed stride and dilation
+    (3, 24, 1, 7, 7, 3, 3, 1, 1, 1),  # 7x7 maps: several channels a unit
+    (1, 2, 1, 150, 170, 3, 3, 1, 1, 1),  # a plane over the band size: bands of rows
+    (1, 3, 1, 6, 6, 3, 3, 2**40, 1, 1),  # a stride past the input: one output, small scratch
+    (1, 4, 3, 1, 33, 1, 5, 1, (0, 2), 1),  # one row
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=str)
+def test_depthwise_exact(isa, dtype, rng, case):
+    n, c, mult, h, w, kh, kw, stride, padding, dilation = case
+    x = rng.integers(-3, 4, (n, c, h, w)).astype(dtype)
+    weight = rng.integers(-2, 3, (c * mult, 1, kh, kw)).astype(dtype)
+    bias = rng.integers(-2, 3, c * mult).astype(dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=c)
+    for activation in (None, "relu6"):
+        want = reference.conv2d_naive(x, weight, bias, activation=activation, **kwargs)
+        for algorithm in ("auto", "direct"):
+            got = onexone.conv2d(x, weight, bias, activation=activation, algorithm=algorithm, **kwargs)
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == dtype and got.flags.c_contiguous
+
+
+def test_depthwise_random_values_and_threads(isa, dtype, rng):
+    """Random values against the float64 oracle within rounding, a weight with a transposed
+    layout (copied for the kernel), and bitwise the same result for every thread count."""
+    x = rng.standard_normal((2, 12, 23, 29)).astype(dtype)
+    weight = np.asfortranarray(rng.standard_normal((12, 1, 3, 3)).astype(dtype))
+    bias = rng.standard_normal(12).astype(dtype)
+    kwargs = dict(stride=2, padding=1, groups=12, activation="relu")
+    want = reference.conv2d_naive(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), **kwargs)
+    first = onexone.conv2d(x, weight, bias, n_threads=1, **kwargs)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(first, want, rtol=tol, atol=tol)
+    for nt in (2, 3, 8):
+        assert same_bits(onexone.conv2d(x, weight, bias, n_threads=nt, **kwargs), first)

@@ -220,3 +220,178 @@ int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdif
     oxo_aligned_free(dcol);
     return rc;
 }
+
+/* ---- depthwise: one input channel per group ------------------------------------------- *
+ * Units (image, input channel, band of output rows), taken by the threads one by one. A unit
+ * copies the input rows its band reads into a zero-padded, column-phase-split band (columns
+ * u*sw + q of the padded row in phase q, only the phases some tap reads, as the direct
+ * kernel's phase copy; at most about OXO_DW_BAND_BYTES), then each of the channel's F/C
+ * output channels is one oxo_dw_tile over it. Every output is one FMA chain over the taps in
+ * order: the result does not depend on the thread count. */
+enum { OXO_DW_BAND_BYTES = 64 << 10, OXO_DW_UNIT_OUTPUTS = 4096 };
+
+typedef struct dw_job {
+    const oxo_tensor4 *x;
+    const oxo_conv2d_geom *g;
+    const oxo_kernels *ks;
+    const char *w;
+    ptrdiff_t rs_w, cs_w;
+    const char *bias;
+    int act;
+    char *y;
+    size_t es, f, mult;          /* output channels, per input channel */
+    size_t band, bands;          /* output rows per band, bands per plane */
+    size_t chans;                /* input channels per unit (small maps: several) */
+    size_t rows_max, u;          /* padded rows per band (most), columns per phase */
+    const ptrdiff_t *qw;         /* the column phases in use */
+    size_t nw;
+    const ptrdiff_t *tap_phase, *tap_row, *tap_col; /* per tap: where its input starts */
+    char *scratch;
+    size_t scratch_per_thread;   /* bytes: the band, then the tap offsets */
+    atomic_size_t next;
+} dw_job;
+
+#define OXO_DEFINE_DW_COPY(T, NAME)                                                              \
+    /* padded rows [r0, r0 + nrows) of channel c of image b into band (phase-major) */           \
+    static void NAME(const dw_job *j, size_t b, size_t c, size_t r0, size_t nrows, T *band)     \
+    {                                                                                          \
+        const oxo_tensor4 *x = j->x;                                                           \
+        const oxo_conv2d_geom *g = j->g;                                                       \
+        const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
+        for (size_t iq = 0; iq < j->nw; iq++) {                                                \
+            const ptrdiff_t c0 = j->qw[iq] - g->pw; /* input column of u = 0 */                 \
+            ptrdiff_t ua = c0 >= 0 ? 0 : (-c0 + g->sw - 1) / g->sw;                            \
+            ptrdiff_t ue = (ptrdiff_t)x->w - c0 <= 0 ? 0 : ((ptrdiff_t)x->w - c0 + g->sw - 1) / g->sw; \
+            if (ue > (ptrdiff_t)j->u) ue = (ptrdiff_t)j->u;                                    \
+            if (ua > ue) ua = ue;                                                              \
+            for (size_t r = 0; r < nrows; r++) {                                               \
+                T *row = band + (iq * nrows + r) * j->u;                                       \
+                const ptrdiff_t h = (ptrdiff_t)(r0 + r) - g->ph;                               \
+                if (h < 0 || h >= (ptrdiff_t)x->h) {                                           \
+                    memset(row, 0, j->u * sizeof(T));                                          \
+                    continue;                                                                  \
+                }                                                                              \
+                const T *in = src + h * x->sh + c0 * x->sw;                                    \
+                const ptrdiff_t step = g->sw * x->sw;                                          \
+                for (ptrdiff_t u = 0; u < ua; u++) row[u] = 0;                                 \
+                if (step == 1) memcpy(row + ua, in + ua, (size_t)(ue - ua) * sizeof(T));        \
+                else if (step == 2) /* a constant stride: the compiler vectorizes it */         \
+                    for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[2 * u];                     \
+                else for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[u * step];                \
+                for (ptrdiff_t u = ue; u < (ptrdiff_t)j->u; u++) row[u] = 0;                   \
+            }                                                                                  \
+        }                                                                                      \
+    }
+OXO_DEFINE_DW_COPY(float, dw_copy_f32)
+OXO_DEFINE_DW_COPY(double, dw_copy_f64)
+
+static void dw_thread(void *arg, int tid)
+{
+    dw_job *j = (dw_job *)arg;
+    const oxo_conv2d_geom *g = j->g;
+    char *band = j->scratch + (size_t)tid * j->scratch_per_thread;
+    ptrdiff_t *off = (ptrdiff_t *)(band + j->rows_max * j->nw * j->u * j->es);
+    const size_t taps = g->kh * g->kw, groups = (j->x->c + j->chans - 1) / j->chans;
+    const size_t units = j->x->n * groups * j->bands;
+    for (;;) {
+        const size_t unit = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (unit >= units) break;
+        const size_t b = unit / j->bands / groups, c0 = unit / j->bands % groups * j->chans;
+        const size_t c1 = c0 + j->chans < j->x->c ? c0 + j->chans : j->x->c;
+        const size_t ho0 = unit % j->bands * j->band;
+        const size_t nout = g->ho - ho0 < j->band ? g->ho - ho0 : j->band;
+        const size_t nrows = (nout - 1) * (size_t)g->sh + (g->kh - 1) * (size_t)g->dh + 1;
+        for (size_t q = 0; q < taps; q++) /* phase plane, row, column of tap q's first input */
+            off[q] = (j->tap_phase[q] * (ptrdiff_t)nrows + j->tap_row[q]) * (ptrdiff_t)j->u + j->tap_col[q];
+        oxo_dw_tile t;
+        t.rows = nout;
+        t.wo = g->wo;
+        t.taps = taps;
+        t.src = band;
+        t.tap_off = off;
+        t.row_step = g->sh * (ptrdiff_t)j->u;
+        t.act = j->act;
+        for (size_t c = c0; c < c1; c++) {
+            if (j->es == 8) dw_copy_f64(j, b, c, ho0 * (size_t)g->sh, nrows, (double *)band);
+            else dw_copy_f32(j, b, c, ho0 * (size_t)g->sh, nrows, (float *)band);
+            for (size_t m = 0; m < j->mult; m++) {
+                const size_t f = c * j->mult + m;
+                t.w = j->w + (ptrdiff_t)f * j->rs_w * (ptrdiff_t)j->es;
+                t.bias = j->bias ? j->bias + f * j->es : NULL;
+                t.y = j->y + ((b * j->f + f) * g->ho + ho0) * g->wo * j->es;
+                j->ks->dw(&t);
+            }
+        }
+    }
+}
+
+int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                              ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                              const void *bias, int act, void *y, int n_threads)
+{
+    const oxo_conv2d_geom *g = geom;
+    if (x->n == 0 || f == 0 || g->ho == 0 || g->wo == 0) return OXO_OK;
+    if (x->c == 0 || f % x->c || cs_w != 1 || g->kh == 0 || g->kw == 0 || g->sh < 1 || g->sw < 1 ||
+        g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0)
+        return OXO_EINVAL;
+    const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
+    if (!ks || !ks->dw) return OXO_EINVAL;
+    const size_t es = dt == OXO_F64 ? 8 : 4, taps = g->kh * g->kw;
+
+    /* the column phases the taps read, and each tap's phase, row and column offset */
+    ptrdiff_t *meta = oxo_aligned_alloc((g->kw + 3 * taps) * sizeof *meta);
+    if (!meta) return OXO_ENOMEM;
+    ptrdiff_t *qw = meta, *tap_phase = meta + g->kw, *tap_row = tap_phase + taps, *tap_col = tap_row + taps;
+    size_t nw = 0;
+    const size_t u = ((g->wo - 1) * (size_t)g->sw + (g->kw - 1) * (size_t)g->dw) / (size_t)g->sw + 1;
+    for (size_t kw = 0; kw < g->kw; kw++) {
+        const ptrdiff_t q = ((ptrdiff_t)kw * g->dw) % g->sw;
+        size_t iq = 0;
+        while (iq < nw && qw[iq] != q) iq++;
+        if (iq == nw) qw[nw++] = q;
+        for (size_t kh = 0; kh < g->kh; kh++) {
+            tap_phase[kh * g->kw + kw] = (ptrdiff_t)iq;
+            tap_row[kh * g->kw + kw] = (ptrdiff_t)kh * g->dh;
+            tap_col[kh * g->kw + kw] = ((ptrdiff_t)kw * g->dw) / g->sw;
+        }
+    }
+    /* bands of output rows whose padded input rows fit OXO_DW_BAND_BYTES (at least one row) */
+    const size_t row_bytes = nw * u * es, reach = (g->kh - 1) * (size_t)g->dh + 1;
+    size_t band = OXO_DW_BAND_BYTES / row_bytes > reach ? (OXO_DW_BAND_BYTES / row_bytes - reach) / (size_t)g->sh + 1 : 1;
+    if (band > g->ho) band = g->ho;
+    const size_t bands = (g->ho + band - 1) / band, rows_max = (band - 1) * (size_t)g->sh + reach;
+    if ((double)rows_max * (double)row_bytes > (double)PTRDIFF_MAX / 4) {
+        oxo_aligned_free(meta);
+        return OXO_ENOMEM;
+    }
+
+    /* small maps: several channels a unit, about OXO_DW_UNIT_OUTPUTS outputs, so a unit's fixed
+     * costs (taking it, its offsets) stay small beside its work */
+    const size_t per_channel = band * g->wo * (f / x->c);
+    size_t chans = bands == 1 && per_channel < OXO_DW_UNIT_OUTPUTS ? OXO_DW_UNIT_OUTPUTS / per_channel : 1;
+    if (chans > x->c) chans = x->c;
+    const double flops = 2.0 * (double)x->n * (double)f * (double)g->ho * (double)g->wo * (double)taps;
+    int nt = oxo_resolve_threads(n_threads);
+    const double units = (double)x->n * (double)((x->c + chans - 1) / chans) * (double)bands, cap = flops / (1 << 17);
+    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
+    if (units < nt) nt = (int)units;
+
+    dw_job j;
+    j.x = x, j.g = g, j.ks = ks;
+    j.w = (const char *)w, j.rs_w = rs_w, j.cs_w = cs_w;
+    j.bias = (const char *)bias, j.act = act, j.y = (char *)y;
+    j.es = es, j.f = f, j.mult = f / x->c;
+    j.band = band, j.bands = bands, j.chans = chans, j.rows_max = rows_max, j.u = u;
+    j.qw = qw, j.nw = nw, j.tap_phase = tap_phase, j.tap_row = tap_row, j.tap_col = tap_col;
+    j.scratch_per_thread = (rows_max * row_bytes + taps * sizeof(ptrdiff_t) + 63) / 64 * 64;
+    j.scratch = oxo_aligned_alloc(j.scratch_per_thread * (size_t)nt);
+    if (!j.scratch) {
+        oxo_aligned_free(meta);
+        return OXO_ENOMEM;
+    }
+    atomic_init(&j.next, 0);
+    oxo_parallel(nt, dw_thread, &j);
+    oxo_aligned_free(j.scratch);
+    oxo_aligned_free(meta);
+    return OXO_OK;
+}

@@ -66,6 +66,9 @@ cdef extern from "onexone.h" nogil:
     int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                                ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                                const void *bias, int act, void *y, int n_threads)
+    int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                                  ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
+                                  const void *bias, int act, void *y, int n_threads)
     int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom)
     int oxo_conv2d_im2col_grouped(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
                                   ptrdiff_t rs_w, ptrdiff_t cs_w, size_t f,
@@ -441,6 +444,13 @@ def conv2d_direct_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, 
                        int n_threads):
     """out = act(conv2d(x, w) + bias) by the direct kernel (oxo_conv2d_direct_nchw)."""
     return _conv2d(oxo_conv2d_direct_nchw, x, w, bias, geom, act, out, n_threads)
+
+
+def conv2d_depthwise_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, cnp.ndarray out,
+                          int n_threads):
+    """out = act(conv2d(x, w, groups=C) + bias), one input channel per group
+    (oxo_conv2d_depthwise_nchw); w viewed as (F, KH*KW) with unit column stride."""
+    return _conv2d(oxo_conv2d_depthwise_nchw, x, w, bias, geom, act, out, n_threads)
 
 
 def conv2d_im2col_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act, cnp.ndarray out,

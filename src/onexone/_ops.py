@@ -204,8 +204,8 @@ def _auto_algorithm(a) -> str:
     n, f, ho, wo = a.out.shape
     if kh == kw == 1 and ph == pw == 0 and (ho - 1) * sh < a.x.shape[2] and (wo - 1) * sw < a.x.shape[3]:
         return "1x1"
-    if a.groups > 1:
-        return "im2col"
+    if a.groups > 1:  # depthwise (one input channel per group): its own direct kernel
+        return "direct" if a.groups == a.x.shape[1] else "im2col"
     return "direct" if _core.conv2d_prefer_direct(a.x, a.geom, a.out) else "im2col"
 
 
@@ -242,8 +242,10 @@ def conv2d(
         Zeros added on both sides of each spatial axis; "valid" is 0, "same" (stride 1 only)
         keeps H and W, with the odd extra row/column at the bottom/right, as PyTorch does.
     groups : int
-        Grouped convolution; ``groups == C`` (and F a multiple of C) is depthwise. Groups run
-        on the GEMM engine (im2col blocks, or the 1x1 path); "direct" runs group by group.
+        Grouped convolution; ``groups == C`` (and F a multiple of C) is depthwise, which
+        "direct" and "auto" run on a depthwise kernel (vectors along each output row, the
+        taps' products in registers). Other groups run on the GEMM engine (im2col blocks, or
+        the 1x1 path) under "auto"; "direct" runs them group by group.
     activation : {None, "relu", "relu6"}
         Applied after the bias, in the same pass over the output.
     out : ndarray, optional
@@ -297,6 +299,8 @@ def conv2d(
         _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt, a.groups)
     elif a.groups > 1 and algo == "im2col":
         _core.conv2d_im2col_grouped(a.x, a.w, a.bias, a.geom, a.act, a.out, nt, a.groups)
+    elif a.groups == a.x.shape[1]:  # depthwise: w is (F, KH*KW)
+        _core.conv2d_depthwise_nchw(a.x, np.ascontiguousarray(a.w), a.bias, a.geom, a.act, a.out, nt)
     elif a.groups > 1:  # direct, group by group (each image's group is one contiguous block)
         cg, fg = a.x.shape[1] // a.groups, a.w.shape[0] // a.groups
         for n in range(a.x.shape[0]):

@@ -66,6 +66,7 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_MASKBITS(b) oxo_maskbits32_avx2(b)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"
 #include "../vec_undef.h"
 
 /* ---- f64 ---- */
@@ -89,12 +90,13 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
 #define OXO_MASKBITS(b) oxo_maskbits64_avx2(b)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"
 
 static float oxo_f64_fma_probe_as_f32__avx2(long iters) { return oxo_f64_fma_probe__avx2(iters); }
 
 const oxo_kernels oxo_f32_kernels_avx2 = {
     "f32-gemm-6x16-avx2", 6, 16, 8, oxo_f32_gemm__avx2, oxo_f32_dot__avx2, 4, 4, oxo_f32_fma_probe__avx2,
-    oxo_f32_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV};
+    oxo_f32_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f32_dw__avx2};
 const oxo_kernels oxo_f64_kernels_avx2 = {
     "f64-gemm-6x8-avx2", 6, 8, 4, oxo_f64_gemm__avx2, oxo_f64_dot__avx2, 4, 4, oxo_f64_fma_probe_as_f32__avx2,
-    oxo_f64_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV};
+    oxo_f64_direct__avx2, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx2};

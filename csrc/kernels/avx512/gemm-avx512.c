@@ -94,6 +94,7 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_MASKBITS(b) ((__mmask16)(b))
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"
 #include "../vec_undef.h"
 
 /* ---- f64 ---- */
@@ -117,6 +118,7 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_MASKBITS(b) ((__mmask8)(b))
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"
 
 static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_probe__avx512(iters); }
 #include "../vec_undef.h"
@@ -136,11 +138,11 @@ static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_p
 
 static const oxo_kernels oxo_f32_kernels_avx512y = {
     "f32-gemm-8x24-avx512y", OXO_MR, OXO_NV * 8, 8, oxo_f32_gemm__avx512y, oxo_f32_dot__avx512y, 4, 4,
-    oxo_f32_fma_probe__avx512y, NULL, 0, 0, NULL};
+    oxo_f32_fma_probe__avx512y, NULL, 0, 0, NULL, NULL};
 
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
-    oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y};
+    oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
-    oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL};
+    oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512};

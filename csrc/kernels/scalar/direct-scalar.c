@@ -41,6 +41,7 @@
 #define OXO_NAME(x) oxo_f32_##x##__scalar
 #include "../vec_activate.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"
 #undef OXO_T
 #undef OXO_V
 #undef OXO_FMA
@@ -57,3 +58,4 @@
 #define OXO_NAME(x) oxo_f64_##x##__scalar
 #include "../vec_activate.h"
 #include "../direct_vec_template.h"
+#include "../dw_vec_template.h"

@@ -92,10 +92,12 @@ OXO_DEFINE_SCALAR_KERNELS(double, OXO_FMAD, f64_scalar)
 /* the portable direct-convolution kernels (direct-scalar.c) */
 void oxo_f32_direct__scalar(const oxo_direct_tile *t);
 void oxo_f64_direct__scalar(const oxo_direct_tile *t);
+void oxo_f32_dw__scalar(const oxo_dw_tile *t);
+void oxo_f64_dw__scalar(const oxo_dw_tile *t);
 
 const oxo_kernels oxo_f32_kernels_scalar = {
     "f32-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f32_scalar, oxo_dot_f32_scalar, 4, 4, oxo_f32_fma_probe__scalar,
-    oxo_f32_direct__scalar, 4, 8};
+    oxo_f32_direct__scalar, 4, 8, NULL, oxo_f32_dw__scalar};
 const oxo_kernels oxo_f64_kernels_scalar = {
     "f64-gemm-4x16-scalar", OXO_SMR, OXO_SNR, 1, oxo_gemm_f64_scalar, oxo_dot_f64_scalar, 4, 4, oxo_f32_fma_probe__scalar,
-    oxo_f64_direct__scalar, 4, 8};
+    oxo_f64_direct__scalar, 4, 8, NULL, oxo_f64_dw__scalar};
