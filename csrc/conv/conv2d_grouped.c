@@ -180,7 +180,7 @@ int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdif
     const size_t G = groups_of(groups), fg = dy->c / G, cg = c / G;
     const size_t kp = cg * geom->kh * geom->kw, p = geom->ho * geom->wo;
     const size_t es = dt == OXO_F64 ? 8 : 4;
-    if (G * kp && p > ((size_t)-1) / es / (G * kp)) return OXO_ENOMEM;
+    if (G * kp != 0 && p > ((size_t)-1) / es / (G * kp)) return OXO_ENOMEM;
     void *dcol = oxo_aligned_alloc(G * kp * p * es);
     if (!dcol) return OXO_ENOMEM;
     const int nt = oxo_resolve_threads(n_threads);
@@ -247,7 +247,7 @@ typedef struct dw_job {
     size_t nw;
     const ptrdiff_t *tap_phase, *tap_row, *tap_col; /* per tap: where its input starts */
     char *scratch;
-    size_t scratch_per_thread;   /* bytes: the band, then the tap offsets */
+    size_t scratch_per_thread;   /* bytes: the tap offsets, then (64-byte aligned) the band */
     atomic_size_t next;
 } dw_job;
 
@@ -289,9 +289,10 @@ static void dw_thread(void *arg, int tid)
 {
     dw_job *j = (dw_job *)arg;
     const oxo_conv2d_geom *g = j->g;
-    char *band = j->scratch + (size_t)tid * j->scratch_per_thread;
-    ptrdiff_t *off = (ptrdiff_t *)(band + j->rows_max * j->nw * j->u * j->es);
-    const size_t taps = g->kh * g->kw, groups = (j->x->c + j->chans - 1) / j->chans;
+    const size_t taps = g->kh * g->kw;
+    ptrdiff_t *off = (ptrdiff_t *)(j->scratch + (size_t)tid * j->scratch_per_thread);
+    char *band = (char *)off + (taps * sizeof *off + 63) / 64 * 64;
+    const size_t groups = (j->x->c + j->chans - 1) / j->chans;
     const size_t units = j->x->n * groups * j->bands;
     for (;;) {
         const size_t unit = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -383,7 +384,7 @@ int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
     j.es = es, j.f = f, j.mult = f / x->c;
     j.band = band, j.bands = bands, j.chans = chans, j.rows_max = rows_max, j.u = u;
     j.qw = qw, j.nw = nw, j.tap_phase = tap_phase, j.tap_row = tap_row, j.tap_col = tap_col;
-    j.scratch_per_thread = (rows_max * row_bytes + taps * sizeof(ptrdiff_t) + 63) / 64 * 64;
+    j.scratch_per_thread = (taps * sizeof(ptrdiff_t) + 63) / 64 * 64 + (rows_max * row_bytes + 63) / 64 * 64;
     j.scratch = oxo_aligned_alloc(j.scratch_per_thread * (size_t)nt);
     if (!j.scratch) {
         oxo_aligned_free(meta);
