@@ -132,12 +132,13 @@ def _guard_cases(dtype):
 
         return run
 
-    def conv2d_case(n, c, f, h, w, where, xv, k, stride, padding, dilation, algorithm):
-        x0, w0, b0 = _ints(rng, (n, c, h, w), dtype), _ints(rng, (f, c, k, k), dtype), _ints(rng, (f,), dtype, -30, 30)
+    def conv2d_case(n, c, f, h, w, where, xv, k, stride, padding, dilation, algorithm, groups=1):
+        x0, w0 = _ints(rng, (n, c, h, w), dtype), _ints(rng, (f, c // groups, k, k), dtype)
+        b0 = _ints(rng, (f,), dtype, -30, 30)
 
         def run():
             x, wt, b = placed(x0, where, xv), placed(w0, where), placed(b0, where)
-            kw = dict(stride=stride, padding=padding, dilation=dilation, activation="relu6")
+            kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, activation="relu6")
             expected = reference.conv2d_naive(x0, w0, b0, **kw)
             out = guarded(expected.shape, expected.dtype, where)
             y = onexone.conv2d(x, wt, b, out=out, algorithm=algorithm, **kw)
@@ -189,6 +190,10 @@ def _guard_cases(dtype):
                 xv = ("c", "step", "neg", "fortran")[(i + j) % 4]
                 cases.append((f"conv2d {algorithm} {(n, c, f, h, w)} k{k} s{s} p{p} d{d} {where} x:{xv}",
                               conv2d_case(n, c, f, h, w, where, xv, k, s, p, d, algorithm)))
+            # depthwise (groups == C, multiplier 1 or 2): its own kernel
+            where, xv = ("start", "end")[(i + j) % 2], ("c", "neg", "step", "fortran")[(i + j) % 4]
+            cases.append((f"conv2d depthwise {(n, c, f, h, w)} k{k} s{s} p{p} d{d} {where} x:{xv}",
+                          conv2d_case(n, c, c * (1 + j % 2), h, w, where, xv, k, s, p, d, "direct", groups=c)))
     return cases
 
 
