@@ -366,15 +366,18 @@ int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
         return OXO_ENOMEM;
     }
 
-    /* small maps: several channels a unit, about OXO_DW_UNIT_OUTPUTS outputs, so a unit's fixed
-     * costs (taking it, its offsets) stay small beside its work */
-    const size_t per_channel = band * g->wo * (f / x->c);
-    size_t chans = bands == 1 && per_channel < OXO_DW_UNIT_OUTPUTS ? OXO_DW_UNIT_OUTPUTS / per_channel : 1;
-    if (chans > x->c) chans = x->c;
     const double flops = 2.0 * (double)x->n * (double)f * (double)g->ho * (double)g->wo * (double)taps;
     int nt = oxo_resolve_threads(n_threads);
-    const double units = (double)x->n * (double)((x->c + chans - 1) / chans) * (double)bands, cap = flops / (1 << 17);
+    const double cap = flops / (1 << 17);
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
+    /* small maps: several channels a unit, about OXO_DW_UNIT_OUTPUTS outputs, so a unit's fixed
+     * costs (taking it, its offsets) stay small beside its work, yet 4 units a thread at least */
+    const size_t per_channel = band * g->wo * (f / x->c), planes = x->n * x->c;
+    size_t chans = bands == 1 && per_channel < OXO_DW_UNIT_OUTPUTS ? OXO_DW_UNIT_OUTPUTS / per_channel : 1;
+    if (chans > planes / (4 * (size_t)nt)) chans = planes / (4 * (size_t)nt);
+    if (chans > x->c) chans = x->c;
+    if (chans < 1) chans = 1;
+    const double units = (double)x->n * (double)((x->c + chans - 1) / chans) * (double)bands;
     if (units < nt) nt = (int)units;
 
     dw_job j;
