@@ -33,6 +33,7 @@
 #include "../gemm/pack.h"
 #include "../onexone.h"
 #include "../threads.h"
+#include "pixels.h"
 
 enum {
     OXO_DIRECT_MIN_FLOPS_PER_THREAD = 1 << 18,
@@ -245,49 +246,27 @@ typedef struct phase_copy {
     atomic_size_t next;
 } phase_copy;
 
-#define OXO_DEFINE_PHASE_COPY(T, NAME)                                                          \
+#define OXO_DEFINE_PHASE_COPY(T, NAME, ROW)                                                     \
     static void NAME(const phase_copy *pc, size_t item) /* item: (image, channel, phase) */   \
     {                                                                                          \
         const oxo_tensor4 *x = pc->x;                                                          \
         const oxo_conv2d_geom *g = pc->g;                                                      \
-        const ptrdiff_t sh = g->sh, sw = g->sw;                                                \
         const size_t nph = pc->ph->nh * pc->ph->nw;                                            \
         const size_t plane_id = item / nph, phase = item % nph;                                \
         const size_t b = plane_id / x->c, c = plane_id % x->c;                                 \
         const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
-        T *dst = (T *)pc->dst + plane_id * pc->chan;                                           \
-        {                                                                                      \
-            const ptrdiff_t qh = pc->ph->qh[phase / pc->ph->nw], qw = pc->ph->qw[phase % pc->ph->nw]; \
-            {                                                                                  \
-                T *pl = dst + phase * pc->hh * pc->u;                                          \
-                /* columns u whose input column u*sw + qw - pw lies in [0, W) */               \
-                const ptrdiff_t c0 = qw - g->pw;                                               \
-                ptrdiff_t ua = c0 >= 0 ? 0 : (-c0 + sw - 1) / sw;                              \
-                ptrdiff_t ue = (ptrdiff_t)x->w - c0 <= 0 ? 0 : ((ptrdiff_t)x->w - c0 + sw - 1) / sw; \
-                if (ue > (ptrdiff_t)pc->u) ue = (ptrdiff_t)pc->u;                              \
-                if (ua > ue) ua = ue;                                                          \
-                for (size_t hh = 0; hh < pc->hh; hh++) {                                       \
-                    T *row = pl + hh * pc->u;                                                  \
-                    const ptrdiff_t r = (ptrdiff_t)hh * sh + qh - g->ph;                       \
-                    if (r < 0 || r >= (ptrdiff_t)x->h) {                                       \
-                        memset(row, 0, pc->u * sizeof(T));                                     \
-                        continue;                                                              \
-                    }                                                                          \
-                    const T *in = src + r * x->sh + c0 * x->sw;                                \
-                    for (ptrdiff_t u = 0; u < ua; u++) row[u] = 0;                             \
-                    if (x->sw == 1 && sw == 1) {                                               \
-                        memcpy(row + ua, in + ua, (size_t)(ue - ua) * sizeof(T));              \
-                    } else {                                                                   \
-                        const ptrdiff_t step = sw * x->sw;                                     \
-                        for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[u * step];             \
-                    }                                                                          \
-                    for (ptrdiff_t u = ue; u < (ptrdiff_t)pc->u; u++) row[u] = 0;              \
-                }                                                                              \
-            }                                                                                  \
+        T *pl = (T *)pc->dst + plane_id * pc->chan + phase * pc->hh * pc->u;                   \
+        const ptrdiff_t qh = pc->ph->qh[phase / pc->ph->nw], qw = pc->ph->qw[phase % pc->ph->nw]; \
+        ptrdiff_t ua, ue;                                                                      \
+        oxo_phase_cols(qw, g->pw, g->sw, x->w, pc->u, &ua, &ue);                               \
+        for (size_t hh = 0; hh < pc->hh; hh++) {                                               \
+            const ptrdiff_t r = (ptrdiff_t)hh * g->sh + qh - g->ph;                            \
+            const T *in = r < 0 || r >= (ptrdiff_t)x->h ? NULL : src + r * x->sh + (qw - g->pw) * x->sw; \
+            ROW(pl + hh * pc->u, in, g->sw * x->sw, ua, ue, pc->u);                            \
         }                                                                                      \
     }
-OXO_DEFINE_PHASE_COPY(float, phase_copy_f32)
-OXO_DEFINE_PHASE_COPY(double, phase_copy_f64)
+OXO_DEFINE_PHASE_COPY(float, phase_copy_f32, oxo_phase_row_f32)
+OXO_DEFINE_PHASE_COPY(double, phase_copy_f64, oxo_phase_row_f64)
 
 static void phase_copy_thread(void *arg, int tid)
 {

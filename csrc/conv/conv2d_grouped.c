@@ -251,7 +251,7 @@ typedef struct dw_job {
     atomic_size_t next;
 } dw_job;
 
-#define OXO_DEFINE_DW_COPY(T, NAME)                                                              \
+#define OXO_DEFINE_DW_COPY(T, NAME, ROW)                                                        \
     /* padded rows [r0, r0 + nrows) of channel c of image b into band (phase-major) */           \
     static void NAME(const dw_job *j, size_t b, size_t c, size_t r0, size_t nrows, T *band)     \
     {                                                                                          \
@@ -259,31 +259,17 @@ typedef struct dw_job {
         const oxo_conv2d_geom *g = j->g;                                                       \
         const T *src = (const T *)x->data + (ptrdiff_t)b * x->sn + (ptrdiff_t)c * x->sc;       \
         for (size_t iq = 0; iq < j->nw; iq++) {                                                \
-            const ptrdiff_t c0 = j->qw[iq] - g->pw; /* input column of u = 0 */                 \
-            ptrdiff_t ua = c0 >= 0 ? 0 : (-c0 + g->sw - 1) / g->sw;                            \
-            ptrdiff_t ue = (ptrdiff_t)x->w - c0 <= 0 ? 0 : ((ptrdiff_t)x->w - c0 + g->sw - 1) / g->sw; \
-            if (ue > (ptrdiff_t)j->u) ue = (ptrdiff_t)j->u;                                    \
-            if (ua > ue) ua = ue;                                                              \
+            ptrdiff_t ua, ue;                                                                  \
+            oxo_phase_cols(j->qw[iq], g->pw, g->sw, x->w, j->u, &ua, &ue);                     \
             for (size_t r = 0; r < nrows; r++) {                                               \
-                T *row = band + (iq * nrows + r) * j->u;                                       \
                 const ptrdiff_t h = (ptrdiff_t)(r0 + r) - g->ph;                               \
-                if (h < 0 || h >= (ptrdiff_t)x->h) {                                           \
-                    memset(row, 0, j->u * sizeof(T));                                          \
-                    continue;                                                                  \
-                }                                                                              \
-                const T *in = src + h * x->sh + c0 * x->sw;                                    \
-                const ptrdiff_t step = g->sw * x->sw;                                          \
-                for (ptrdiff_t u = 0; u < ua; u++) row[u] = 0;                                 \
-                if (step == 1) memcpy(row + ua, in + ua, (size_t)(ue - ua) * sizeof(T));        \
-                else if (step == 2) /* a constant stride: the compiler vectorizes it */         \
-                    for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[2 * u];                     \
-                else for (ptrdiff_t u = ua; u < ue; u++) row[u] = in[u * step];                \
-                for (ptrdiff_t u = ue; u < (ptrdiff_t)j->u; u++) row[u] = 0;                   \
+                const T *in = h < 0 || h >= (ptrdiff_t)x->h ? NULL : src + h * x->sh + (j->qw[iq] - g->pw) * x->sw; \
+                ROW(band + (iq * nrows + r) * j->u, in, g->sw * x->sw, ua, ue, j->u);          \
             }                                                                                  \
         }                                                                                      \
     }
-OXO_DEFINE_DW_COPY(float, dw_copy_f32)
-OXO_DEFINE_DW_COPY(double, dw_copy_f64)
+OXO_DEFINE_DW_COPY(float, dw_copy_f32, oxo_phase_row_f32)
+OXO_DEFINE_DW_COPY(double, dw_copy_f64, oxo_phase_row_f64)
 
 static void dw_thread(void *arg, int tid)
 {

@@ -2,6 +2,7 @@
 #ifndef ONEXONE_PIXELS_H
 #define ONEXONE_PIXELS_H
 #include <stddef.h>
+#include <string.h>
 
 #include "../onexone.h"
 
@@ -36,5 +37,44 @@ static inline void oxo_pixel_columns(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t
         g->b_w = w, g->cs_bh = sh, g->cs_bw = sw;
     }
 }
+
+/* ---- zero-padded, stride-phase-split copies (the direct kernel's phase copy in conv2d.c, the
+ * depthwise band in conv2d_grouped.c): element u of a row of phase q is the input at column
+ * u*sw + q - pw, or 0 outside [0, W). */
+
+/* The columns [*ua, *ue) of a row of U that come from the input (c0 = q - pw: the input column
+ * of u = 0). */
+static inline void oxo_phase_cols(ptrdiff_t q, ptrdiff_t pw, ptrdiff_t sw, size_t w, size_t u,
+                                  ptrdiff_t *ua, ptrdiff_t *ue)
+{
+    const ptrdiff_t c0 = q - pw;
+    ptrdiff_t a = c0 >= 0 ? 0 : (-c0 + sw - 1) / sw;
+    ptrdiff_t e = (ptrdiff_t)w - c0 <= 0 ? 0 : ((ptrdiff_t)w - c0 + sw - 1) / sw;
+    if (e > (ptrdiff_t)u) e = (ptrdiff_t)u;
+    if (a > e) a = e;
+    *ua = a;
+    *ue = e;
+}
+
+/* row[0, u): zeros, in[ua*step .. ue*step) step by step (in: the input row at column c0, or
+ * NULL for a padding row), zeros. */
+#define OXO_DEFINE_PHASE_ROW(T, NAME)                                                          \
+    static inline void NAME(T *row, const T *in, ptrdiff_t step, ptrdiff_t ua, ptrdiff_t ue,    \
+                            size_t u)                                                          \
+    {                                                                                          \
+        if (!in) {                                                                             \
+            memset(row, 0, u * sizeof(T));                                                     \
+            return;                                                                            \
+        }                                                                                      \
+        for (ptrdiff_t i = 0; i < ua; i++) row[i] = 0;                                         \
+        if (step == 1) memcpy(row + ua, in + ua, (size_t)(ue - ua) * sizeof(T));                \
+        else if (step == 2) /* a constant stride: the compiler vectorizes it */                 \
+            for (ptrdiff_t i = ua; i < ue; i++) row[i] = in[2 * i];                             \
+        else for (ptrdiff_t i = ua; i < ue; i++) row[i] = in[i * step];                        \
+        for (ptrdiff_t i = ue; i < (ptrdiff_t)u; i++) row[i] = 0;                              \
+    }
+OXO_DEFINE_PHASE_ROW(float, oxo_phase_row_f32)
+OXO_DEFINE_PHASE_ROW(double, oxo_phase_row_f64)
+#undef OXO_DEFINE_PHASE_ROW
 
 #endif
