@@ -451,6 +451,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     char *staging = NULL;
     size_t hh, u;
     p.in_place = direct_layout(x, g, p.lanes, &p.pitch, &hh, &u);
+    p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
     /* the phases the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's, and
      * ph.qw[idx[KH + kw]] column kw's */
     phases ph = {NULL, NULL, 0, 0};
