@@ -136,3 +136,22 @@ def test_depthwise_random_values_and_threads(isa, dtype, rng):
     np.testing.assert_allclose(first, want, rtol=tol, atol=tol)
     for nt in (2, 3, 8):
         assert same_bits(onexone.conv2d(x, weight, bias, n_threads=nt, **kwargs), first)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "im2col"])
+def test_one_channel_without_groups_runs_the_algorithm_asked(algorithm, monkeypatch):
+    """groups=1 with C=1 is not routed to the depthwise kernel: "im2col" stays im2col (the
+    checked path, taken here with a list input, once sent a 1-channel im2col call there)."""
+    from onexone import _core
+
+    calls = []
+    for name in ("conv2d_depthwise_nchw", "conv2d_im2col_nchw", "conv2d_direct_nchw"):
+        real = getattr(_core, name)
+        monkeypatch.setattr(_core, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
+    x = np.arange(2 * 1 * 6 * 7, dtype=np.float64).reshape(2, 1, 6, 7)
+    w = np.arange(3 * 1 * 3 * 3, dtype=np.float64).reshape(3, 1, 3, 3) - 4
+    got = onexone.conv2d(x.tolist(), w, padding=1, algorithm=algorithm)
+    np.testing.assert_array_equal(got, reference.conv2d_naive(x, w, padding=1))
+    assert "conv2d_depthwise_nchw" not in calls
+    if algorithm == "im2col":
+        assert calls == ["conv2d_im2col_nchw"]

@@ -299,7 +299,7 @@ def conv2d(
         _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt, a.groups)
     elif a.groups > 1 and algo == "im2col":
         _core.conv2d_im2col_grouped(a.x, a.w, a.bias, a.geom, a.act, a.out, nt, a.groups)
-    elif a.groups == a.x.shape[1]:  # depthwise: w is (F, KH*KW)
+    elif a.groups > 1 and a.groups == a.x.shape[1]:  # depthwise ("direct"): w is (F, KH*KW)
         _core.conv2d_depthwise_nchw(a.x, np.ascontiguousarray(a.w), a.bias, a.geom, a.act, a.out, nt)
     elif a.groups > 1:  # direct, group by group (each image's group is one contiguous block)
         cg, fg = a.x.shape[1] // a.groups, a.w.shape[0] // a.groups
