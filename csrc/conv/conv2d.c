@@ -227,15 +227,6 @@ typedef struct phases {
     size_t nh, nw;
 } phases;
 
-/* The index of q in sel[0..n), adding it at the end if new. */
-static size_t phase_index(ptrdiff_t *sel, size_t *n, ptrdiff_t q)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (sel[i] == q) return i;
-    sel[*n] = q;
-    return (*n)++;
-}
-
 typedef struct phase_copy {
     const oxo_tensor4 *x;
     const oxo_conv2d_geom *g;
@@ -426,8 +417,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
 {
     const oxo_conv2d_geom *g = geom;
     if (x->n == 0 || f == 0 || g->ho == 0 || g->wo == 0) return OXO_OK;
-    if (g->kh == 0 || g->kw == 0 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0)
-        return OXO_EINVAL;
+    if (!oxo_conv2d_geom_valid(g)) return OXO_EINVAL;
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
     if (!ks || !ks->direct) return OXO_EINVAL;
 
@@ -452,21 +442,23 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     size_t hh, u;
     p.in_place = direct_layout(x, g, p.lanes, &p.pitch, &hh, &u);
     p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
-    /* the phases the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's, and
-     * ph.qw[idx[KH + kw]] column kw's */
+    /* the copy's phases, those the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's,
+     * and ph.qw[idx[KH + kw]] column kw's */
     phases ph = {NULL, NULL, 0, 0};
-    ptrdiff_t *sel = oxo_aligned_alloc(2 * (g->kh + g->kw) * sizeof *sel);
-    if (!sel) return OXO_ENOMEM;
-    size_t *idx = (size_t *)(sel + g->kh + g->kw);
-    ph.qh = sel;
-    ph.qw = sel + g->kh;
-    for (size_t kh = 0; kh < g->kh; kh++) idx[kh] = phase_index(ph.qh, &ph.nh, ((ptrdiff_t)kh * g->dh) % g->sh);
-    for (size_t kw = 0; kw < g->kw; kw++) idx[g->kh + kw] = phase_index(ph.qw, &ph.nw, ((ptrdiff_t)kw * g->dw) % g->sw);
+    ptrdiff_t *sel = NULL;
+    size_t *idx = NULL;
     if (p.in_place) {
         p.src = (const char *)x->data;
         p.src_n = x->sn;
         p.src_c = x->sc;
     } else {
+        sel = oxo_aligned_alloc(2 * (g->kh + g->kw) * sizeof *sel);
+        if (!sel) return OXO_ENOMEM;
+        idx = (size_t *)(sel + g->kh + g->kw);
+        ph.qh = sel;
+        ph.qw = sel + g->kh;
+        for (size_t kh = 0; kh < g->kh; kh++) idx[kh] = oxo_phase_index(ph.qh, &ph.nh, ((ptrdiff_t)kh * g->dh) % g->sh);
+        for (size_t kw = 0; kw < g->kw; kw++) idx[g->kh + kw] = oxo_phase_index(ph.qw, &ph.nw, ((ptrdiff_t)kw * g->dw) % g->sw);
         const double chan = (double)(ph.nh * ph.nw) * (double)hh * (double)u;
         if (chan * (double)x->n * (double)x->c * (double)p.es > (double)PTRDIFF_MAX / 2) {
             oxo_aligned_free(sel);

@@ -318,9 +318,7 @@ int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
 {
     const oxo_conv2d_geom *g = geom;
     if (x->n == 0 || f == 0 || g->ho == 0 || g->wo == 0) return OXO_OK;
-    if (x->c == 0 || f % x->c || cs_w != 1 || g->kh == 0 || g->kw == 0 || g->sh < 1 || g->sw < 1 ||
-        g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0)
-        return OXO_EINVAL;
+    if (x->c == 0 || f % x->c || cs_w != 1 || !oxo_conv2d_geom_valid(g)) return OXO_EINVAL;
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
     if (!ks || !ks->dw) return OXO_EINVAL;
     const size_t es = dt == OXO_F64 ? 8 : 4, taps = g->kh * g->kw;
@@ -332,10 +330,7 @@ int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
     size_t nw = 0;
     const size_t u = ((g->wo - 1) * (size_t)g->sw + (g->kw - 1) * (size_t)g->dw) / (size_t)g->sw + 1;
     for (size_t kw = 0; kw < g->kw; kw++) {
-        const ptrdiff_t q = ((ptrdiff_t)kw * g->dw) % g->sw;
-        size_t iq = 0;
-        while (iq < nw && qw[iq] != q) iq++;
-        if (iq == nw) qw[nw++] = q;
+        const size_t iq = oxo_phase_index(qw, &nw, ((ptrdiff_t)kw * g->dw) % g->sw);
         for (size_t kh = 0; kh < g->kh; kh++) {
             tap_phase[kh * g->kw + kw] = (ptrdiff_t)iq;
             tap_row[kh * g->kw + kw] = (ptrdiff_t)kh * g->dh;

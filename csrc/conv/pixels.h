@@ -42,6 +42,24 @@ static inline void oxo_pixel_columns(size_t h, size_t w, ptrdiff_t sh, ptrdiff_t
  * depthwise band in conv2d_grouped.c): element u of a row of phase q is the input at column
  * u*sw + q - pw, or 0 outside [0, W). */
 
+/* A convolution's geometry is one the drivers take: kernel >= 1, stride and dilation >= 1,
+ * padding >= 0. */
+static inline int oxo_conv2d_geom_valid(const oxo_conv2d_geom *g)
+{
+    return g->kh > 0 && g->kw > 0 && g->sh >= 1 && g->sw >= 1 && g->dh >= 1 && g->dw >= 1 && g->ph >= 0 &&
+           g->pw >= 0;
+}
+
+/* The index of phase q in sel[0..n), added at the end if new: the phases some tap reads, in
+ * the order the taps first read them. */
+static inline size_t oxo_phase_index(ptrdiff_t *sel, size_t *n, ptrdiff_t q)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (sel[i] == q) return i;
+    sel[*n] = q;
+    return (*n)++;
+}
+
 /* The columns [*ua, *ue) of a row of U that come from the input (c0 = q - pw: the input column
  * of u = 0). */
 static inline void oxo_phase_cols(ptrdiff_t q, ptrdiff_t pw, ptrdiff_t sw, size_t w, size_t u,

@@ -8,8 +8,9 @@
  *           (masked) vector load along the output row.
  * Loops:    the (row, vector) items of the tile four at a time (four independent FMA chains,
  *           which a 7x7 map's single vector per row would not give; a last group of fewer
- *           repeats its last item); the row's last vector is masked. One FMA chain per output over the taps in order,
- *           then the bias: the same for every tile, thread and vector width.
+ *           repeats its last item); the row's last vector is masked.
+ * Order:    one FMA chain per output over the taps in order, then the bias: the same for
+ *           every tile, thread and vector width.
  *
  * The including file defines the vocabulary of direct_vec_template.h (OXO_T, OXO_V, OXO_L,
  * OXO_M, OXO_MASKBITS, OXO_LOAD, OXO_LOADM, OXO_STORE, OXO_STOREM, OXO_SET1, OXO_ZERO,
