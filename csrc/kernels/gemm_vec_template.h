@@ -30,6 +30,35 @@
 
 #include "vec_activate.h"
 
+#ifndef OXO_KEEP_MASK
+#define OXO_KEEP_MASK(m) ((void)0)
+#endif
+
+/* The k loop of the broadcast kernel: for each p, NV vectors of B's row p, each row's
+ * A[i, p] broadcast, MR*NV FMAs. With prefetch, the next micro-panel's part of the row is
+ * fetched towards L2 on the way (a hint: never faults, whatever the address). */
+static inline __attribute__((always_inline)) void
+OXO_NAME(gemm_loop)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *const ap[OXO_MR], const OXO_T *b,
+                    const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
+                    const int MR, const int NV, const int prefetch)
+{
+    OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
+        if (prefetch) {
+            OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch(b + (NV + v) * OXO_L, 0, 2);
+        }
+        OXO_KEEP_MASK(tail);
+        OXO_V bv[OXO_NV];
+        OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
+        bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
+        const ptrdiff_t off = (ptrdiff_t)p * cs_a;
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            const OXO_V ai = OXO_SET1(ap[i][off]);
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
+        }
+        b += rs_b;
+    }
+}
+
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
 {
@@ -55,21 +84,9 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     const OXO_T *ap[OXO_MR];
     OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
 
-    const int prefetch = t->flags & OXO_TILE_PREFETCH_B;
-    OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
-        if (prefetch) { /* a hint: never faults, whatever the address */
-            OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch(b + (NV + v) * OXO_L, 0, 2);
-        }
-        OXO_V bv[OXO_NV];
-        OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
-        bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
-        const ptrdiff_t off = (ptrdiff_t)p * cs_a;
-        OXO_UNROLL for (int i = 0; i < MR; i++) {
-            const OXO_V ai = OXO_SET1(ap[i][off]);
-            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
-        }
-        b += rs_b;
-    }
+    /* the prefetching and the plain loop are two copies, so the loop tests no flag */
+    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 1);
+    else OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
