@@ -3,6 +3,11 @@
  * must not run AVX-512 code). The kernel table is the only place that lists the ISAs. */
 #include "onexone.h"
 
+#include <stdatomic.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #define OXO_X86 1
 #if defined(_MSC_VER)
@@ -103,4 +108,22 @@ const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt)
 {
     if ((int)isa < 0 || isa >= OXO_ISA_COUNT) return 0;
     return table[isa][dt == OXO_F64 ? 1 : 0];
+}
+
+/* One core's L2 in bytes, for the GEMM engine's choice of loop order (never for its sums).
+ * glibc's sysconf reads it from CPUID; elsewhere, or when it says nothing, 1 MiB (Zen 4's,
+ * the smallest of the server cores measured). */
+size_t oxo_l2_bytes(void)
+{
+    static atomic_size_t cached = 0; /* callers may race here: they store the same value */
+    size_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!v) {
+        long l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        v = l2 >= (64L << 10) && l2 <= (64L << 20) ? (size_t)l2 : (size_t)1 << 20;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
 }

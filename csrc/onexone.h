@@ -170,6 +170,7 @@ oxo_isa oxo_isa_active(void);         /* the one in use */
 int oxo_isa_set(oxo_isa isa);         /* returns OXO_EINVAL if the CPU lacks it */
 const char *oxo_isa_name(oxo_isa isa);
 const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt); /* NULL if not compiled in */
+size_t oxo_l2_bytes(void); /* one core's L2 cache, asked once; 1 MiB where the OS cannot say */
 
 /* Per-ISA tables (csrc/kernels/<isa>/). */
 extern const oxo_kernels oxo_f32_kernels_scalar, oxo_f64_kernels_scalar;

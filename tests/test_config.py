@@ -133,3 +133,22 @@ def test_every_public_function_has_a_numpydoc_example(module):
                 ran += 1
                 runner.run(test)
     assert ran >= 1 and runner.failures == 0
+
+
+def test_l2_size_is_the_cpus(capsys):
+    """The L2 size that picks the GEMM's full-K route: the CPU's, as Linux's sysfs reports it
+    (1 MiB where the OS cannot say)."""
+    l2 = onexone.show_config(mode="dicts")["l2_bytes"]
+    assert isinstance(l2, int) and (64 << 10) <= l2 <= (64 << 20)
+    onexone.show_config()
+    assert f"L2:         {l2 // 1024} KiB per core" in capsys.readouterr().out
+    import glob
+    import os
+    for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        with open(os.path.join(d, "level")) as f_level, open(os.path.join(d, "type")) as f_type:
+            if f_level.read().strip() != "2" or f_type.read().strip() not in ("Unified", "Data"):
+                continue
+        with open(os.path.join(d, "size")) as f_size:
+            size = f_size.read().strip()
+        if size.endswith("K"):
+            assert l2 == int(size[:-1]) * 1024

@@ -12,7 +12,7 @@ import pytest
 
 import onexone
 from onexone import reference
-from oxo_testing import ACTIVATIONS, assert_matches_references, make_inputs, tolerance
+from oxo_testing import ACTIVATIONS, assert_matches_references, make_inputs, same_bits, tolerance
 
 CS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
 FS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
@@ -230,3 +230,49 @@ def test_zero_channels_give_the_bias(isa, dtype, activation, xshape):
     # and without a bias: zeros
     y0 = onexone.conv1x1(x, w, activation=activation, out=np.full(out_shape, np.nan, dtype))
     np.testing.assert_array_equal(y0, np.zeros(out_shape, dtype))
+
+
+# The GEMM's full-K route (csrc/gemm/gemm.c, run_block_full_k): B read in place (contiguous
+# NCHW), K longer than one KC block, an image's B within half of L2: each micro-kernel call
+# runs all of K. A view with a gap after each row makes B's columns non-contiguous, which
+# sends the same numbers through the KC-blocked route with packed B: both routes must agree
+# bitwise (an element's FMA chain over K is the same, and the dot-product tail keeps its KC
+# blocks), for any thread count, and equal the reference exactly on small integers.
+FULL_K_CASES = [
+    (1, 2048, 512, 7, 7, 1),   # r50.c5.reduce: 3 vectors + a 1-column dot tail, 8 K blocks
+    (1, 512, 2048, 7, 7, 1),   # r50.c5.expand
+    (2, 600, 37, 6, 8, 1),     # 48 columns (no tail), K not a multiple of KC, a row tail
+    (1, 300, 20, 7, 7, 1),     # f64: KC = 128, 3 blocks
+    (1, 1024, 64, 7, 7, 2),    # groups: each group's K = 512
+    (3, 520, 9, 1, 17, 1),     # 17 columns: one vector and a 1-column tail
+    (1, 1030, 13, 14, 14, 1),  # r50.c4.reduce-like: 12 vectors + a 4-column tail
+]
+
+
+def _gapped(x):
+    """x's values in a view whose rows are followed by 3 unused elements (B not contiguous)."""
+    n, c, h, w = x.shape
+    big = np.full((n, c, h, w + 3), np.nan, x.dtype)
+    big[..., :w] = x
+    return big[..., :w]
+
+
+@pytest.mark.parametrize("n, c, f, h, w, groups", FULL_K_CASES, ids=str)
+def test_full_k_route_matches_blocked_route_and_reference(isa, dtype, rng, n, c, f, h, w, groups):
+    wshape = (f, c // groups, 1, 1)
+    xi = rng.integers(-4, 5, (n, c, h, w)).astype(dtype)
+    wi = rng.integers(-4, 5, wshape).astype(dtype)
+    bi = rng.integers(-64, 65, f).astype(dtype)
+    y = onexone.conv1x1(xi, wi, bi, groups=groups, activation="relu")
+    np.testing.assert_array_equal(y, reference.conv1x1(xi, wi, bi, groups=groups, activation="relu"))
+
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y = onexone.conv1x1(x, wt, b, groups=groups, n_threads=1)
+    assert same_bits(onexone.conv1x1(_gapped(x), wt, b, groups=groups, n_threads=1), y)
+    for nt in (2, 3):
+        assert same_bits(onexone.conv1x1(x, wt, b, groups=groups, n_threads=nt), y), nt
+    r = reference.conv1x1_naive(x, wt, b, groups=groups)
+    tol = tolerance(c // groups, dtype, np.abs(x).max(), np.abs(wt).max(), np.abs(b).max())
+    np.testing.assert_allclose(y, r, rtol=0, atol=tol)

@@ -13,6 +13,12 @@
  *     (rows outermost instead when the block has a dot-product tail or one column tile: the
  *     A micro-panel then stays in L1 for the row's tiles and its tail)
  *
+ *   or, when B is read in place and an image's B fits in half of L2 (deep layers on small
+ *   maps: r50.c5, r50.c4.reduce), no KC blocks (run_block_full_k):
+ *     for micro-panel of rows (MR)                              -- A read in long row streams
+ *       for micro-panel of columns (NR)                         -- B from L2
+ *         micro-kernel over all of K
+ *
  * Every output element is computed by exactly one thread with one FMA chain over K in
  * order, so the result does not depend on the thread count.
  */
@@ -70,6 +76,7 @@ typedef struct plan {
     size_t n_main;  /* columns [n_main, N) of every image go to the dot kernel */
     size_t tail_ld; /* row stride of the transposed tail columns */
     int cols_outer; /* loop order inside a block, see run_block */
+    int full_k;     /* blocks run all of K per micro-kernel call, see run_block_full_k */
 } plan;
 
 /* The narrow tail of an image's columns (fewer than one vector) as dot products: a row of A
@@ -221,6 +228,46 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
     }
 }
 
+/* A block of one image with all of K per micro-kernel call (pl->full_k: B is read in place
+ * and small enough to stay in L2). Row tiles outermost; each column tile's accumulators run
+ * the whole of K, so C is written once, and A's rows are read as MR long sequential streams.
+ * With KC blocks, A comes in KC-long pieces of rows far apart (W of r50.c5.reduce: 1 KiB of
+ * each 8 KiB row per block), which the hardware prefetchers do not follow. Same sums as
+ * run_block: an element's chain over K is the same with or without the blocks, and the
+ * dot-product tail keeps its KC blocks (its sums are reduced across lanes once per block). */
+static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1,
+                             size_t ntail, char *tpack)
+{
+    const oxo_gemm *g = pl->g;
+    const size_t es = pl->es;
+    const slot o = slot_of(pl, s);
+    const ptrdiff_t b = (ptrdiff_t)o.b_first;
+    const char *A = (const char *)g->A + (b * g->bs_a + (ptrdiff_t)o.q * g->gs_a) * (ptrdiff_t)es;
+    const char *B = (const char *)g->B + (b * g->bs_b + (ptrdiff_t)o.q * g->gs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
+    const int accum = g->accumulate ? OXO_TILE_ACCUM : 0;
+
+    oxo_tile t;
+    t.rs_a = g->rs_a;
+    t.cs_a = g->cs_a;
+    t.rs_b = g->rs_b;
+    t.rs_c = g->rs_c;
+    t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
+    t.act = g->act;
+    if (ntail) pl->packer(pl->pack_ctx, o.b_first * pl->groups + o.q, 0, g->K, pl->n_main, ntail, tpack, pl->tail_ld, 1);
+    for (size_t i = i0; i < i1; i += pl->mr) {
+        t.k = g->K;
+        t.flags = accum | OXO_TILE_FINAL;
+        for (size_t j = j0; j < j1; j += pl->nr) run_tile(pl, &t, A, B, o.C, o.bias, i, i1, j, j0, j1);
+        t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
+        for (size_t p0 = 0; ntail && p0 < g->K; p0 += pl->kc) {
+            t.k = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
+            t.flags = (p0 ? OXO_TILE_ACCUM : accum) | (p0 + t.k >= g->K ? OXO_TILE_FINAL : 0);
+            t.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0 * g->cs_a) * (ptrdiff_t)es;
+            dot_tail(pl, &t, i, t.m, o.C, o.bias, tpack + p0 * es, ntail);
+        }
+    }
+}
+
 /* A block in dot mode: every tile a dot-product tile, A and Bt read in place along K. */
 static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1)
 {
@@ -282,6 +329,10 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
 
     if (g->dot) {
         run_block_dot(pl, slot, i0, i1, j0, j1);
+        return;
+    }
+    if (pl->full_k) {
+        run_block_full_k(pl, slot, i0, i1, j0, j1, ntail, tpack);
         return;
     }
     const size_t blocks = j1 > j0 ? cdiv(j1 - j0, OXO_NC) : 1;
@@ -401,7 +452,17 @@ int oxo_gemm_run(const oxo_gemm *g)
      * along K); wider tails stay in masked vector tiles. */
     const size_t tail = g->N % ks->lanes;
     pl.n_main = (!g->dot && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
-    pl.tail_ld = round_up(pl.kc, 16);
+    /* All of K per micro-kernel call (run_block_full_k) where that pays: B read in place, one
+     * image per output, K longer than one block, an image's B within half of L2 and the
+     * tail's transposed columns within 256 KiB. Measured against KC blocks, alternating calls,
+     * on an Intel core with 2 MiB of L2 (the full-K rule only sees L2's size): 1 thread
+     * r50.c4.reduce 1.06x, r50.c5.reduce 1.08x, r50.c5.expand 1.06x, 2048->512 at 6x8 1.12x,
+     * 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads batch 8 1.04-1.07x on those layers. */
+    const size_t lanes = ks->lanes;
+    pl.full_k = !g->dot && !pl.pack_b && !g->reduce_batch && g->K > pl.kc && g->N >= lanes &&
+                (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
+                lanes * g->K * pl.es <= (256u << 10);
+    pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);

@@ -123,6 +123,7 @@ def config() -> dict:
         },
         "kernels": _core.kernel_names(),
         "blocking": _core.blocking(),
+        "l2_bytes": _core.l2_bytes(),
         "threads": {
             "openmp": _core.openmp_enabled(),
             "openmp_runtime": _core.openmp_library(),
@@ -162,6 +163,8 @@ def show_config(mode: str = "stdout"):
         f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}); run on onexone's pool (idle workers spin up to 20 us while calls come back to back, then sleep)",
         "  blocking:   "
         + "; ".join(f"{k}: " + ", ".join(f"{n}={v}" for n, v in b.items()) for k, b in cfg["blocking"].items()),
+        f"  L2:         {cfg['l2_bytes'] // 1024} KiB per core (GEMMs whose B fits in half of it run all of K"
+        " per micro-kernel call)",
     ]
     print("\n".join(lines))
 

@@ -40,6 +40,7 @@ cdef extern from "onexone.h" nogil:
     const char *oxo_isa_name(oxo_isa isa)
     const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt)
     oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
+    size_t oxo_l2_bytes()
     int oxo_openmp_enabled()
     int oxo_max_threads()
     const char *oxo_openmp_library()
@@ -575,6 +576,11 @@ def blocking():
     cdef const oxo_kernels *k64 = oxo_kernels_for(oxo_isa_active(), OXO_F64)
     return {"float32": {"KC": b32.kc, "NC": b32.nc, "MR": k32.mr, "NR": k32.nr},
             "float64": {"KC": b64.kc, "NC": b64.nc, "MR": k64.mr, "NR": k64.nr}}
+
+
+def l2_bytes():
+    """One core's L2 cache in bytes as onexone sees it (1 MiB where the OS does not say)."""
+    return oxo_l2_bytes()
 
 
 def openmp_enabled():
