@@ -246,6 +246,10 @@ typedef struct oxo_blocking {
     size_t kc, nc;
 } oxo_blocking;
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
+/* Tests only: 0 sends every GEMM through the KC-blocked route (same results, see gemm.c);
+ * how many GEMMs took the full-K route so far. */
+void oxo_gemm_allow_full_k(int allow);
+size_t oxo_gemm_full_k_runs(void);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------
  * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran

@@ -13,8 +13,9 @@
  *     (rows outermost instead when the block has a dot-product tail or one column tile: the
  *     A micro-panel then stays in L1 for the row's tiles and its tail)
  *
- *   or, when B is read in place and an image's B fits in half of L2 (deep layers on small
- *   maps: r50.c5, r50.c4.reduce), no KC blocks (run_block_full_k):
+ *   or, when an image's B fits in half of L2 (deep layers on small maps: r50.c5,
+ *   r50.c4.reduce, in either layout, strided or not), no KC blocks (run_block_full_k):
+ *     [pack B's K x nc block if B's columns are not contiguous]
  *     for micro-panel of rows (MR)                              -- A read in long row streams
  *       for micro-panel of columns (NR)                         -- B from L2
  *         micro-kernel over all of K
@@ -44,6 +45,11 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
     oxo_blocking b = {kc_for(dt), OXO_NC};
     return b;
 }
+
+static atomic_int allow_full_k = 1;
+static atomic_size_t full_k_runs = 0;
+void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0); }
+size_t oxo_gemm_full_k_runs(void) { return atomic_load(&full_k_runs); }
 
 static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -228,32 +234,41 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
     }
 }
 
-/* A block of one image with all of K per micro-kernel call (pl->full_k: B is read in place
- * and small enough to stay in L2). Row tiles outermost; each column tile's accumulators run
- * the whole of K, so C is written once, and A's rows are read as MR long sequential streams.
- * With KC blocks, A comes in KC-long pieces of rows far apart (W of r50.c5.reduce: 1 KiB of
- * each 8 KiB row per block), which the hardware prefetchers do not follow. Same sums as
- * run_block: an element's chain over K is the same with or without the blocks, and the
- * dot-product tail keeps its KC blocks (its sums are reduced across lanes once per block). */
+/* A block of one image with all of K per micro-kernel call (pl->full_k: the image's B fits
+ * in half of L2). B's K x width block is packed whole when it is not read in place. Row
+ * tiles outermost; each column tile's accumulators run the whole of K, so C is written once,
+ * and A's rows are read as MR long sequential streams. With KC blocks, A comes in KC-long
+ * pieces of rows far apart (W of r50.c5.reduce: 1 KiB of each 8 KiB row per block), which
+ * the hardware prefetchers do not follow. Same sums as run_block: an element's chain over K
+ * is the same with or without the blocks, and the dot-product tail keeps its KC blocks (its
+ * sums are reduced across lanes once per block). */
 static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1,
-                             size_t ntail, char *tpack)
+                             size_t ntail, char *bpack, char *tpack)
 {
     const oxo_gemm *g = pl->g;
     const size_t es = pl->es;
     const slot o = slot_of(pl, s);
-    const ptrdiff_t b = (ptrdiff_t)o.b_first;
-    const char *A = (const char *)g->A + (b * g->bs_a + (ptrdiff_t)o.q * g->gs_a) * (ptrdiff_t)es;
-    const char *B = (const char *)g->B + (b * g->bs_b + (ptrdiff_t)o.q * g->gs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
+    const size_t image = o.b_first * pl->groups + o.q; /* what packers see */
+    const char *A = (const char *)g->A + ((ptrdiff_t)o.b_first * g->bs_a + (ptrdiff_t)o.q * g->gs_a) * (ptrdiff_t)es;
     const int accum = g->accumulate ? OXO_TILE_ACCUM : 0;
 
     oxo_tile t;
     t.rs_a = g->rs_a;
     t.cs_a = g->cs_a;
-    t.rs_b = g->rs_b;
     t.rs_c = g->rs_c;
     t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
     t.act = g->act;
-    if (ntail) pl->packer(pl->pack_ctx, o.b_first * pl->groups + o.q, 0, g->K, pl->n_main, ntail, tpack, pl->tail_ld, 1);
+    const char *B = NULL;
+    t.rs_b = 0;
+    if (j0 < j1 && pl->pack_b) {
+        pl->packer(pl->pack_ctx, image, 0, g->K, j0, j1 - j0, bpack, pl->pack_ld, 0);
+        B = bpack;
+        t.rs_b = (ptrdiff_t)pl->pack_ld;
+    } else if (j0 < j1) {
+        B = (const char *)g->B + ((ptrdiff_t)o.b_first * g->bs_b + (ptrdiff_t)o.q * g->gs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
+        t.rs_b = g->rs_b;
+    }
+    if (ntail) pl->packer(pl->pack_ctx, image, 0, g->K, pl->n_main, ntail, tpack, pl->tail_ld, 1);
     for (size_t i = i0; i < i1; i += pl->mr) {
         t.k = g->K;
         t.flags = accum | OXO_TILE_FINAL;
@@ -331,15 +346,14 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
         run_block_dot(pl, slot, i0, i1, j0, j1);
         return;
     }
-    if (pl->full_k) {
-        run_block_full_k(pl, slot, i0, i1, j0, j1, ntail, tpack);
-        return;
-    }
     const size_t blocks = j1 > j0 ? cdiv(j1 - j0, OXO_NC) : 1;
     const size_t width = j1 > j0 ? round_up(cdiv(j1 - j0, blocks), pl->ks->lanes) : 0;
     for (size_t j = j0, q = 0; q < blocks; q++, j += width) {
         const size_t je = j + width < j1 ? j + width : j1;
-        run_block(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
+        if (pl->full_k)
+            run_block_full_k(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
+        else
+            run_block(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
     }
 }
 
@@ -452,17 +466,20 @@ int oxo_gemm_run(const oxo_gemm *g)
      * along K); wider tails stay in masked vector tiles. */
     const size_t tail = g->N % ks->lanes;
     pl.n_main = (!g->dot && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
-    /* All of K per micro-kernel call (run_block_full_k) where that pays: B read in place, one
-     * image per output, K longer than one block, an image's B within half of L2 and the
-     * tail's transposed columns within 256 KiB. Measured against KC blocks, alternating calls,
+    /* All of K per micro-kernel call (run_block_full_k) where that pays: one image per output,
+     * K longer than one block, an image's B within half of L2 (so are its packed blocks, at
+     * most NC columns wide) and the tail's transposed columns within 256 KiB. Measured against KC blocks, alternating calls,
      * on an Intel core with 2 MiB of L2 (the full-K rule only sees L2's size): 1 thread
      * r50.c4.reduce 1.06x, r50.c5.reduce 1.08x, r50.c5.expand 1.06x, 2048->512 at 6x8 1.12x,
-     * 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads batch 8 1.04-1.07x on those layers. */
+     * 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads batch 8 1.04-1.07x on those layers; B
+     * packed, 1 thread: NHWC r50.c5.reduce 1.09x, r50.c5.expand 1.08x, stride 2 r50.c5.reduce
+     * 1.21x (2 threads 0.95-1.14x, noisy). */
     const size_t lanes = ks->lanes;
-    pl.full_k = !g->dot && !pl.pack_b && !g->reduce_batch && g->K > pl.kc && g->N >= lanes &&
+    pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch && g->K > pl.kc && g->N >= lanes &&
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
                 lanes * g->K * pl.es <= (256u << 10);
     pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
+    if (pl.full_k) atomic_fetch_add_explicit(&full_k_runs, 1, memory_order_relaxed);
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);
@@ -483,8 +500,8 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.cols_outer = pl.n_parts > 1 || b_bytes > OXO_L2_BYTES;
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
-    pl.pack_ld = round_up(OXO_NC + pl.ks->lanes, 16);
-    const size_t bpack_bytes = pl.pack_b ? round_up(pl.kc * pl.pack_ld * pl.es, 64) : 0;
+    pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
+    const size_t bpack_bytes = pl.pack_b ? round_up((pl.full_k ? g->K : pl.kc) * pl.pack_ld * pl.es, 64) : 0;
     const size_t tpack_bytes = pl.n_main < g->N ? round_up(ks->lanes * pl.tail_ld * pl.es, 64) : 0;
     const size_t per_thread = bpack_bytes + tpack_bytes;
     char *scratch = NULL;

@@ -41,6 +41,8 @@ cdef extern from "onexone.h" nogil:
     const oxo_kernels *oxo_kernels_for(oxo_isa isa, oxo_dtype dt)
     oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
     size_t oxo_l2_bytes()
+    void oxo_gemm_allow_full_k(int allow)
+    size_t oxo_gemm_full_k_runs()
     int oxo_openmp_enabled()
     int oxo_max_threads()
     const char *oxo_openmp_library()
@@ -581,6 +583,16 @@ def blocking():
 def l2_bytes():
     """One core's L2 cache in bytes as onexone sees it (1 MiB where the OS does not say)."""
     return oxo_l2_bytes()
+
+
+def _allow_full_k(allow):
+    """Tests only: False sends every GEMM through the KC-blocked route (the same results)."""
+    oxo_gemm_allow_full_k(1 if allow else 0)
+
+
+def _full_k_runs():
+    """Tests only: how many GEMMs took the full-K route in this process."""
+    return oxo_gemm_full_k_runs()
 
 
 def openmp_enabled():
