@@ -477,7 +477,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     const size_t lanes = ks->lanes;
     pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch && g->K > pl.kc && g->N >= lanes &&
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
-                lanes * g->K * pl.es <= (256u << 10);
+                lanes * g->K * pl.es <= (512u << 10);
     pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
     if (pl.full_k) atomic_fetch_add_explicit(&full_k_runs, 1, memory_order_relaxed);
 
