@@ -495,9 +495,16 @@ int oxo_gemm_run(const oxo_gemm *g)
      * sequence). Measured, 2 threads, medians of alternating calls, GFLOP/s columns / rows:
      * batch 1, 24->144 at 56x56 186 / 175, 128->512 at 28x28 215 / 195; batch 8, 256->64 at
      * 56x56 180 / 142, 144->24 at 56x56 183 / 153, 32->192 at 28x28 111 / 157 (columns
-     * without the prefetch), 16->96 at 112x112 79 / 122, 192->64 at 28x28 185 / 196. */
+     * without the prefetch), 16->96 at 112x112 79 / 122, 192->64 at 28x28 185 / 196.
+     * Except for a reduction of at most 20 channels over long rows (N >= 2048): a tile's few
+     * FMAs then cost less than its stores, which want the rows' sequential streams, whoever
+     * splits the columns. Measured on an Intel core, batch 1, 2 threads, alternating calls,
+     * rows / columns: 16->96 at 112x112 1.52-1.64x, 8->64 at 112x112 1.98x, 3->64 1.62x,
+     * 12->96 at 56x56 2.32x, 16->64 1.61x, 20->96 1.29x; 24->144 0.995x, 32->96 1.07x, 64->256
+     * 0.99x; 16->256 at 28x28 (784 columns) 0.90x. */
     const double b_bytes = (double)g->K * (double)g->N * (double)pl.es;
-    pl.cols_outer = pl.n_parts > 1 || b_bytes > OXO_L2_BYTES;
+    const int short_k = g->K <= 20 && g->N >= 2048;
+    pl.cols_outer = (pl.n_parts > 1 && !short_k) || b_bytes > OXO_L2_BYTES;
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
