@@ -22,6 +22,9 @@ SPLIT_SHAPES = [
     ("pixels1_deep", 1, 2048, 512, 1, 1, None),
     ("strided_x", 1, 128, 40, 30, 30, "step_w"),
     ("fortran_x", 2, 70, 33, 17, 19, "fortran"),
+    # a short reduction over long rows: rows outermost even when threads split the columns
+    ("short_k", 1, 16, 96, 56, 57, None),
+    ("short_k_strided", 1, 12, 21, 48, 50, "step_w"),
 ]
 
 
