@@ -467,19 +467,20 @@ int oxo_gemm_run(const oxo_gemm *g)
     const size_t tail = g->N % ks->lanes;
     pl.n_main = (!g->dot && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
     /* All of K per micro-kernel call (run_block_full_k) where that pays: one image per output,
-     * K longer than one block, an image's B within half of L2 (so are its packed blocks, at
-     * most NC columns wide) and the tail's transposed columns within 256 KiB. Measured against KC blocks, alternating calls,
-     * on an Intel core with 2 MiB of L2 (the full-K rule only sees L2's size): 1 thread
-     * r50.c4.reduce 1.06x, r50.c5.reduce 1.08x, r50.c5.expand 1.06x, 2048->512 at 6x8 1.12x,
-     * 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads batch 8 1.04-1.07x on those layers; B
-     * packed, 1 thread: NHWC r50.c5.reduce 1.09x, r50.c5.expand 1.08x, stride 2 r50.c5.reduce
-     * 1.21x (2 threads 0.95-1.14x, noisy). */
+     * K longer than one block, an image's B within half of L2 (so is its packed block, at most
+     * NC columns wide) and the tail's transposed columns within 512 KiB. Measured against KC
+     * blocks, alternating calls, on an Intel core with 2 MiB of L2 (the rule sees only L2's
+     * size): 1 thread r50.c4.reduce 1.06x, r50.c5.reduce 1.08x, r50.c5.expand 1.06x,
+     * 2048->512 at 6x8 1.12x, 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads, batch 8,
+     * 1.04-1.07x on those layers. B packed, 1 thread: NHWC r50.c5.reduce 1.09x, r50.c5.expand
+     * 1.08x, stride-2 r50.c5.reduce 1.21x, im2col r50.c5.3x3 1.05x (2 threads 0.95-1.15x,
+     * noisy). */
     const size_t lanes = ks->lanes;
-    pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch && g->K > pl.kc && g->N >= lanes &&
+    pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch &&
+                g->K > pl.kc && g->N >= lanes &&
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
                 lanes * g->K * pl.es <= (512u << 10);
     pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
-    if (pl.full_k) atomic_fetch_add_explicit(&full_k_runs, 1, memory_order_relaxed);
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);
@@ -517,6 +518,7 @@ int oxo_gemm_run(const oxo_gemm *g)
         if (!scratch) return OXO_ENOMEM;
     }
 
+    if (pl.full_k) atomic_fetch_add_explicit(&full_k_runs, 1, memory_order_relaxed);
     run r = {&pl, scratch, per_thread, bpack_bytes, tpack_bytes, 0};
     oxo_parallel(nt, run_thread, &r);
     oxo_aligned_free(scratch);
