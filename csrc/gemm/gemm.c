@@ -159,6 +159,19 @@ static slot slot_of(const plan *pl, size_t s)
     return o;
 }
 
+/* A tile description with the call's strides, bias mode and activation filled in. */
+static oxo_tile tile_of(const oxo_gemm *g)
+{
+    oxo_tile t;
+    memset(&t, 0, sizeof t);
+    t.rs_a = g->rs_a;
+    t.cs_a = g->cs_a;
+    t.rs_c = g->rs_c;
+    t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
+    t.act = g->act;
+    return t;
+}
+
 static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1,
                       size_t ntail, char *bpack, char *tpack)
 {
@@ -169,12 +182,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
     char *C = o.C;
     const char *bias = o.bias;
 
-    oxo_tile t;
-    t.rs_a = g->rs_a;
-    t.cs_a = g->cs_a;
-    t.rs_c = g->rs_c;
-    t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
-    t.act = g->act;
+    oxo_tile t = tile_of(g);
 
     for (size_t bb = b_first; bb < b_end; bb++) {
         const size_t image = bb * groups + q; /* what packers see */
@@ -252,12 +260,7 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
     const char *A = (const char *)g->A + ((ptrdiff_t)o.b_first * g->bs_a + (ptrdiff_t)o.q * g->gs_a) * (ptrdiff_t)es;
     const int accum = g->accumulate ? OXO_TILE_ACCUM : 0;
 
-    oxo_tile t;
-    t.rs_a = g->rs_a;
-    t.cs_a = g->cs_a;
-    t.rs_c = g->rs_c;
-    t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
-    t.act = g->act;
+    oxo_tile t = tile_of(g);
     const char *B = NULL;
     t.rs_b = 0;
     if (j0 < j1 && pl->pack_b) {
