@@ -80,6 +80,7 @@ def test_nhwc_views_and_3d(rng):
     (1, 64, 96, 2, 3, 1, 1),
     (3, 96, 64, 3, 1, 4, 1),
     (1, 40, 40, 1, 1, 1, 1),
+    (1, 48, 40, 2, 3, 1, 1),  # C*F / (P*(C+F)) = 3.6: the y^T route since its rule asks 2.5
     (12, 512, 512, 7, 7, 1, 2),  # images not in one sequence, more than the scratch holds at once
 ])
 def test_nhwc_deep_small_maps(isa, dtype, rng, n, c, f, h, w, groups, step):

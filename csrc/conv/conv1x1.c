@@ -131,10 +131,12 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
     /* What each route transposes: W (C*F elements, once per GEMM) or x and y (P*(C+F) per
      * image, plus a second parallel region). Measured, NHWC/NCHW, batch 1, alternating calls,
      * 2 / 1 threads, W^T route -> this one: 2048->512 at 7x7 0.86 / 0.87 -> 0.96 / 0.98,
-     * 512->2048 0.85 / 0.87 -> 0.94 / 0.93, 320->1280 0.86 / 0.88 -> 0.88 / 0.95; 160->960
-     * (C*F / (P*(C+F)) = 2.8) 0.84 / 0.89 -> 0.77 / 0.95: the rule asks for 4. */
+     * 512->2048 0.85 / 0.87 -> 0.94 / 0.93, 320->1280 0.86 / 0.88 -> 0.88 / 0.95 (Zen 4).
+     * 160->960 (C*F / (P*(C+F)) = 2.8): Zen 4 0.84 / 0.89 -> 0.77 / 0.95; an Intel core with
+     * two FMA units, GFLOP/s W^T route -> this one, 133-145 -> 178-188 / 108-122 -> 119-138.
+     * The rule asks for 2.5: 1024->256 at 14x14 (1.04) loses on this route (2 threads 0.8x). */
     const double rows = (double)(one ? x->n * p : p);
-    if (p && f && x->n && 4.0 * rows * (double)(x->c + f) <= (double)x->c * (double)f)
+    if (p && f && x->n && 2.5 * rows * (double)(x->c + f) <= (double)x->c * (double)f)
         return nhwc_by_transposes(dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
     oxo_gemm g = {0};
     g.dtype = dt;
