@@ -1,4 +1,5 @@
 """show_config, the ISA switches, and the build's OpenMP support."""
+import glob
 import os
 import subprocess
 import sys
@@ -142,8 +143,6 @@ def test_l2_size_is_the_cpus(capsys):
     assert isinstance(l2, int) and (64 << 10) <= l2 <= (64 << 20)
     onexone.show_config()
     assert f"L2:         {l2 // 1024} KiB per core" in capsys.readouterr().out
-    import glob
-    import os
     for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
         with open(os.path.join(d, "level")) as f_level, open(os.path.join(d, "type")) as f_type:
             if f_level.read().strip() != "2" or f_type.read().strip() not in ("Unified", "Data"):
