@@ -308,3 +308,41 @@ def test_full_k_route_equals_blocked_route(isa, dtype, rng, n, c, f, h, w, group
     r = reference.conv1x1_naive(x, wt, b, groups=groups)
     tol = tolerance(c // groups, dtype, np.abs(x).max(), np.abs(wt).max(), np.abs(b).max())
     np.testing.assert_allclose(full[0], r, rtol=0, atol=tol)
+
+
+# B read in place whose rows start past a vector boundary (NumPy's large arrays start 16 bytes
+# past a 64-byte one): each unit runs its first columns up to the boundary as a narrow block,
+# so every later tile loads aligned vectors (gemm.c, plan.peel). Where x and y start must not
+# change a bit of the result: the same values at every offset of a cache line, against the
+# 64-byte-aligned copy, on 1-3 threads.
+def _at_offset(a, offset_bytes):
+    """a's values in a C-contiguous array that starts offset_bytes past a 64-byte boundary."""
+    buf = np.empty(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset_bytes
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("n, c, f, h, w, groups", [
+    (1, 256, 64, 56, 56, 1),   # r50.c2.reduce: 3136 columns
+    (2, 40, 24, 16, 16, 2),    # batch and groups, 256 columns
+    (1, 300, 20, 7, 16, 1),    # full-K route (K > KC), 112 columns
+    (1, 16, 96, 32, 33, 1),    # rows of 1056 columns: no common phase when es * 1056 % 64 != 0
+])
+def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, n, c, f, h, w, groups):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c // groups, 1, 1)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y0 = onexone.conv1x1(_at_offset(x, 0), wt, b, groups=groups, activation="relu", n_threads=1)
+    itemsize = np.dtype(dtype).itemsize
+    for off in range(itemsize, 64, itemsize * 3):
+        for nt in (1, 2, 3):
+            y = np.empty_like(y0)
+            yo = _at_offset(y, (64 - off) % 64)
+            r = onexone.conv1x1(_at_offset(x, off), wt, b, groups=groups, activation="relu",
+                                out=yo, n_threads=nt)
+            assert r is yo and same_bits(yo, y0), (off, nt)
+    r = reference.conv1x1_naive(x, wt, b, groups=groups, activation="relu")
+    tol = tolerance(c // groups, dtype, np.abs(x).max(), np.abs(wt).max(), np.abs(b).max())
+    np.testing.assert_allclose(y0, r, rtol=0, atol=tol)

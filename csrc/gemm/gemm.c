@@ -83,6 +83,7 @@ typedef struct plan {
     size_t tail_ld; /* row stride of the transposed tail columns */
     int cols_outer; /* loop order inside a block, see run_block */
     int full_k;     /* blocks run all of K per micro-kernel call, see run_block_full_k */
+    size_t peel;    /* columns before B's first vector-aligned one (B read in place), or 0 */
 } plan;
 
 /* The narrow tail of an image's columns (fewer than one vector) as dot products: a row of A
@@ -349,14 +350,18 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
         run_block_dot(pl, slot, i0, i1, j0, j1);
         return;
     }
-    const size_t blocks = j1 > j0 ? cdiv(j1 - j0, OXO_NC) : 1;
-    const size_t width = j1 > j0 ? round_up(cdiv(j1 - j0, blocks), pl->ks->lanes) : 0;
-    for (size_t j = j0, q = 0; q < blocks; q++, j += width) {
+    void (*const run)(const plan *, size_t, size_t, size_t, size_t, size_t, size_t, char *, char *) =
+        pl->full_k ? run_block_full_k : run_block;
+    size_t jb = j0; /* the first pl->peel columns alone: later tiles' B vectors are aligned */
+    if (pl->peel && j1 - j0 > pl->peel) {
+        run(pl, slot, i0, i1, j0, j0 + pl->peel, 0, bpack, tpack);
+        jb += pl->peel;
+    }
+    const size_t blocks = j1 > jb ? cdiv(j1 - jb, OXO_NC) : 1;
+    const size_t width = j1 > jb ? round_up(cdiv(j1 - jb, blocks), lanes) : 0;
+    for (size_t j = jb, q = 0; q < blocks; q++, j += width) {
         const size_t je = j + width < j1 ? j + width : j1;
-        if (pl->full_k)
-            run_block_full_k(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
-        else
-            run_block(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
+        run(pl, slot, i0, i1, j < je ? j : je, je, q + 1 == blocks ? ntail : 0, bpack, tpack);
     }
 }
 
@@ -484,6 +489,19 @@ int oxo_gemm_run(const oxo_gemm *g)
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
                 lanes * g->K * pl.es <= (512u << 10);
     pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
+    /* B read in place whose rows (and images, groups) all start at the same offset from a
+     * vector boundary: each unit runs its first `peel` columns as a narrow block of their own,
+     * so the vector loads of every later tile are aligned (a NumPy array of a few MiB starts
+     * 16 bytes past a 64-byte boundary: every zmm load then spans two cache lines). */
+    pl.peel = 0;
+    {
+        const size_t vb = lanes * pl.es;
+        const uintptr_t a = (uintptr_t)g->B;
+        if (!pl.pack_b && !g->dot && a % pl.es == 0 && (size_t)g->rs_b * pl.es % vb == 0 &&
+            (g->batch <= 1 || (size_t)g->bs_b * pl.es % vb == 0) &&
+            (pl.groups <= 1 || (size_t)g->gs_b * pl.es % vb == 0))
+            pl.peel = (vb - a % vb) % vb / pl.es;
+    }
 
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);
