@@ -160,6 +160,19 @@ static slot slot_of(const plan *pl, size_t s)
     return o;
 }
 
+/* Where image b's group q of A and of B (read in place) start. */
+static const char *a_of(const plan *pl, size_t b, size_t q)
+{
+    const oxo_gemm *g = pl->g;
+    return (const char *)g->A + ((ptrdiff_t)b * g->bs_a + (ptrdiff_t)q * g->gs_a) * (ptrdiff_t)pl->es;
+}
+
+static const char *b_of(const plan *pl, size_t b, size_t q)
+{
+    const oxo_gemm *g = pl->g;
+    return (const char *)g->B + ((ptrdiff_t)b * g->bs_b + (ptrdiff_t)q * g->gs_b) * (ptrdiff_t)pl->es;
+}
+
 /* A tile description with the call's strides, bias mode and activation filled in. */
 static oxo_tile tile_of(const oxo_gemm *g)
 {
@@ -187,7 +200,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
 
     for (size_t bb = b_first; bb < b_end; bb++) {
         const size_t image = bb * groups + q; /* what packers see */
-        const char *A = (const char *)g->A + ((ptrdiff_t)bb * g->bs_a + (ptrdiff_t)q * g->gs_a) * (ptrdiff_t)es;
+        const char *A = a_of(pl, bb, q);
         size_t p0 = 0;
         do { /* at least once, so K == 0 still writes bias/activation */
             const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
@@ -205,8 +218,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                     Bblk = bpack;
                     rs_b = (ptrdiff_t)pl->pack_ld;
                 } else {
-                    Bblk = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)q * g->gs_b +
-                                                 (ptrdiff_t)p0 * g->rs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
+                    Bblk = b_of(pl, bb, q) + ((ptrdiff_t)p0 * g->rs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
                     rs_b = g->rs_b;
                 }
             }
@@ -258,7 +270,7 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
     const size_t es = pl->es;
     const slot o = slot_of(pl, s);
     const size_t image = o.b_first * pl->groups + o.q; /* what packers see */
-    const char *A = (const char *)g->A + ((ptrdiff_t)o.b_first * g->bs_a + (ptrdiff_t)o.q * g->gs_a) * (ptrdiff_t)es;
+    const char *A = a_of(pl, o.b_first, o.q);
     const int accum = g->accumulate ? OXO_TILE_ACCUM : 0;
 
     oxo_tile t = tile_of(g);
@@ -269,7 +281,7 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
         B = bpack;
         t.rs_b = (ptrdiff_t)pl->pack_ld;
     } else if (j0 < j1) {
-        B = (const char *)g->B + ((ptrdiff_t)o.b_first * g->bs_b + (ptrdiff_t)o.q * g->gs_b + (ptrdiff_t)j0) * (ptrdiff_t)es;
+        B = b_of(pl, o.b_first, o.q) + j0 * es;
         t.rs_b = g->rs_b;
     }
     if (ntail) pl->packer(pl->pack_ctx, image, 0, g->K, pl->n_main, ntail, tpack, pl->tail_ld, 1);
@@ -304,8 +316,8 @@ static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t
     d.bias_mode = bias ? g->bias_mode : OXO_BIAS_NONE;
     d.act = g->act;
     for (size_t bb = b_first; bb < b_end; bb++) {
-        const char *A = (const char *)g->A + ((ptrdiff_t)bb * g->bs_a + (ptrdiff_t)q * g->gs_a) * (ptrdiff_t)es;
-        const char *Bt = (const char *)g->B + ((ptrdiff_t)bb * g->bs_b + (ptrdiff_t)q * g->gs_b) * (ptrdiff_t)es;
+        const char *A = a_of(pl, bb, q);
+        const char *Bt = b_of(pl, bb, q);
         size_t p0 = 0;
         do {
             const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
