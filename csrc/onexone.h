@@ -128,6 +128,34 @@ typedef struct oxo_direct_tile {
 
 typedef void (*oxo_direct_ukernel)(const oxo_direct_tile *t);
 
+/* The direct-convolution micro-kernel vectorized along output channels
+ * (csrc/kernels/direct_fv_template.h), for inputs the driver has copied zero-padded and
+ * split into stride phases (stride 1, no padding there), with the taps in `runs` runs of
+ * `run` taps that read consecutive columns:
+ *
+ *     y[i*rs_y + p] = act(sum over channels c, runs r, taps k < run of
+ *                         W[c][r][k][i] * x[c*cs_x + run_off[r] + k + p]  + bias[i])
+ *
+ * for np pixels p (consecutive in one output row) and the first m output channels i of a
+ * block of direct_fv_nv vectors of `lanes` channels; W is packed for the block as
+ * [c][r][k][direct_fv_nv * lanes], 64-byte aligned and zero past F, and bias likewise (or
+ * NULL). run is 1, 2, 3, 5 or 7. One FMA chain per element in the order (c, r, k), then the
+ * bias. */
+typedef struct oxo_direct_fv_tile {
+    size_t np, m;         /* pixels <= direct_fv_np; output channels stored */
+    size_t c, runs, run;
+    const void *w;        /* the block's packed weights */
+    const void *x;        /* pixel 0 at channel 0 (run offsets are relative) */
+    ptrdiff_t cs_x;
+    const ptrdiff_t *run_off; /* [runs] */
+    const void *bias;     /* the block's packed bias, or NULL */
+    int act;
+    void *y;              /* output channel 0, pixel 0 */
+    ptrdiff_t rs_y;
+} oxo_direct_fv_tile;
+
+typedef void (*oxo_direct_fv_ukernel)(const oxo_direct_fv_tile *t);
+
 /* The depthwise micro-kernel (csrc/kernels/dw_vec_template.h; the driver is
  * oxo_conv2d_depthwise_nchw): rows x wo outputs of one output channel, C-contiguous at y,
  *     y[r, u] = act(sum_{t < taps} w[t] * src[tap_off[t] + r*row_step + u] + bias[0])
@@ -161,6 +189,10 @@ typedef struct oxo_kernels {
     /* NULL, or a set of half-width vectors for GEMMs 21-24 columns wide (see oxo_gemm_run) */
     const struct oxo_kernels *narrow;
     oxo_dw_ukernel dw; /* depthwise convolution rows (NULL in the narrow sets) */
+    /* NULL, or the direct kernel vectorized along output channels (np <= direct_fv_np
+     * pixels x direct_fv_nv vectors) */
+    oxo_direct_fv_ukernel direct_fv;
+    size_t direct_fv_np, direct_fv_nv;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -309,6 +341,10 @@ int oxo_conv2d_im2col_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
 /* The rule of algorithm="auto" (1x1 kernels aside): 1 if the direct kernel is expected to be
  * faster than im2col for this input and geometry on the active ISA, else 0. */
 int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom);
+/* Tests only: the channel-vectorized direct kernel never (0), where the rule says (1, the
+ * default) or wherever the ISA has one (2); how many direct convolutions have run it. */
+void oxo_conv2d_allow_fv(int mode);
+size_t oxo_conv2d_fv_runs(void);
 
 /* Grouped conv2d (weight (F, C/groups*KH*KW)) by im2col blocks, and the gradients of conv2d
  * (csrc/conv/conv2d_grouped.c): dy described as (N, F, Ho, Wo); dw (F, C/groups*KH*KW) and

@@ -406,3 +406,78 @@ def test_padding_as_a_numpy_array():
     w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
     np.testing.assert_array_equal(onexone.conv2d(x, w, padding=np.array([1, 1])), onexone.conv2d(x, w, padding=1))
     np.testing.assert_array_equal(onexone.conv2d(x, w, padding=np.int64(2)), onexone.conv2d(x, w, padding=2))
+
+
+# ---- the kernel vectorized along output channels (AVX-512) ------------------------------
+# The direct algorithm runs it where the ISA has one and the layer is large enough (Ho*Wo >=
+# 256, 50 MFLOP, output rows of 7+ pixels, blocks of 32 channels at least half used); a
+# private switch forces it onto every direct call, so the sweep above runs through it too.
+
+
+@pytest.fixture
+def fv_forced():
+    """Runs the body with the channel-vectorized kernel on every direct call, then back to
+    the rule."""
+    from onexone import _core
+
+    _core._allow_direct_fv(2)
+    yield
+    _core._allow_direct_fv(1)
+
+
+def _fv_runs():
+    from onexone import _core
+
+    return _core._direct_fv_runs()
+
+
+@pytest.mark.parametrize("n, c, f, h, w, kh, kw, s, p, d, bias, activation", CASES)
+def test_fv_kernel_sweep_exact(isa, dtype, rng, fv_forced, n, c, f, h, w, kh, kw, s, p, d, bias, activation):
+    """Every kernel size, stride, padding and dilation of the sweep (taps in runs of 1, 2,
+    3, 5 and 7 columns), rows of 1-7 pixels past whole tiles, F not a multiple of the block."""
+    x, wt, b = _inputs(rng, n, c, f, h, w, kh, kw, dtype, bias, integer=True)
+    runs = _fv_runs()
+    y = onexone.conv2d(x, wt, b, stride=s, padding=p, dilation=d, activation=activation, algorithm="direct")
+    assert_conv2d_matches(y, x, wt, b, exact=True, stride=s, padding=p, dilation=d, activation=activation)
+    assert _fv_runs() == runs + (isa == "avx512")
+
+
+# Shapes the rule itself sends to the kernel: 2 blocks of channels (the second part-used),
+# rows of 42 and 45 pixels (a 3-pixel tile), runs of 3 and 5, a stride-2 stem (runs of 1),
+# dilation 2, a batch of 2, a strided (gapped) input.
+FV_LAYERS = [
+    ("3x3", 1, 48, 40, 42, 42, 3, 3, 1, 1, 1),
+    ("5x5-odd-rows", 1, 24, 33, 30, 45, 5, 5, 1, 2, 1),
+    ("stem-s2", 1, 3, 64, 120, 120, 7, 7, 2, 3, 1),
+    ("dilated-batch", 2, 48, 40, 26, 30, 3, 3, 1, 2, 2),
+]
+
+
+@pytest.mark.parametrize("case", FV_LAYERS, ids=[c[0] for c in FV_LAYERS])
+def test_fv_kernel_by_the_rule(isa, dtype, rng, case):
+    _, n, c, f, h, w, kh, kw, s, p, d = case
+    x, wt, b = _inputs(rng, n, c, f, h, w, kh, kw, dtype, True, integer=False)
+    kwargs = dict(stride=s, padding=p, dilation=d, activation="relu", algorithm="direct")
+    runs = _fv_runs()
+    y1 = onexone.conv2d(x, wt, b, n_threads=1, **kwargs)
+    assert _fv_runs() == runs + (isa == "avx512")
+    assert_conv2d_matches(y1, x, wt, b, stride=s, padding=p, dilation=d, activation="relu")
+    for nt in (2, 3):
+        assert same_bits(onexone.conv2d(x, wt, b, n_threads=nt, **kwargs), y1), f"n_threads={nt}"
+    # a gapped input (copied: the same bits; the pixel-vectorized kernel reads it in place,
+    # with another pitch and so other channel blocks) and the weights as a transposed view
+    gapped = np.full((n, c, h, w + 5), np.nan, dtype)
+    gapped[..., :w] = x
+    wt_t = np.ascontiguousarray(wt.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    for y in (onexone.conv2d(gapped[..., :w], wt, b, **kwargs), onexone.conv2d(x, wt_t, b, n_threads=1, **kwargs)):
+        if isa == "avx512":
+            assert same_bits(y, y1)
+        assert_conv2d_matches(y, x, wt, b, stride=s, padding=p, dilation=d, activation="relu")
+
+
+def test_fv_kernel_exact_on_a_layer(isa, dtype, rng):
+    x, wt, b = _inputs(rng, 1, 48, 40, 42, 42, 3, 3, dtype, True, integer=True)
+    runs = _fv_runs()
+    y = onexone.conv2d(x, wt, b, padding=1, activation="relu6", algorithm="direct")
+    assert _fv_runs() == runs + (isa == "avx512")
+    assert_conv2d_matches(y, x, wt, b, exact=True, padding=1, activation="relu6")

@@ -8,6 +8,7 @@
 #undef OXO_MASKBITS
 #undef OXO_LOAD
 #undef OXO_LOADM
+#undef OXO_LOADA
 #undef OXO_STORE
 #undef OXO_STOREM
 #undef OXO_SET1

@@ -43,6 +43,8 @@ cdef extern from "onexone.h" nogil:
     size_t oxo_l2_bytes()
     void oxo_gemm_allow_full_k(int allow)
     size_t oxo_gemm_full_k_runs()
+    void oxo_conv2d_allow_fv(int mode)
+    size_t oxo_conv2d_fv_runs()
     int oxo_openmp_enabled()
     int oxo_max_threads()
     const char *oxo_openmp_library()
@@ -593,6 +595,17 @@ def _allow_full_k(allow):
 def _full_k_runs():
     """Tests only: how many GEMMs took the full-K route in this process."""
     return oxo_gemm_full_k_runs()
+
+
+def _allow_direct_fv(mode):
+    """Tests only: the channel-vectorized direct kernel never (0 or False), where the rule
+    says (1 or True, the default) or wherever the ISA has one (2)."""
+    oxo_conv2d_allow_fv(int(mode))
+
+
+def _direct_fv_runs():
+    """Tests only: how many direct convolutions ran the channel-vectorized kernel."""
+    return oxo_conv2d_fv_runs()
 
 
 def openmp_enabled():

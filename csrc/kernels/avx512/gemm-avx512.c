@@ -6,7 +6,8 @@
  *           3 B vectors and 1 broadcast in flight, 28 of the 32 zmm registers.
  *           dot kernel up to 4 x 4 (16 accumulators).
  *           direct convolution kernel (direct_vec_template.h, oxo_direct_tile): 6 output
- *           channels x 4 zmm of output pixels (6x64 f32, 6x32 f64), masks in k registers.
+ *           channels x 4 zmm of output pixels (6x64 f32, 6x32 f64), masks in k registers;
+ *           and along output channels (direct_fv_template.h): 7 pixels x 2 zmm of channels.
  * ISA:      AVX-512F (masking, 32 registers). Compiled with -mavx512f -mavx512vl -mfma only
  *           in this file; chosen at run time by dispatch.c.
  * Edges:    lane masks (fault-suppressing loads/stores) on the last vector; m < 6 by the
@@ -50,6 +51,11 @@
 #define OXO_DIRECT_MR 6
 #define OXO_DIRECT_NV 4
 #endif
+/* direct convolution along output channels (direct_fv_template.h): 7 pixels x 2 zmm of
+ * output channels (7x32 f32, 7x16 f64), 14 accumulators, up to 14 weight vectors (a run of
+ * 7 taps), 1 broadcast */
+#define OXO_FV_NP 7
+#define OXO_FV_NV 2
 /* keeps a lane mask in a k register through the loop (GCC otherwise reloads it from the
  * stack on every iteration) */
 #define OXO_KEEP_MASK(m) __asm__("" : "+Yk"(m))
@@ -92,8 +98,10 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 }
 #define OXO_REDUCE16(v, out) oxo_reduce16_ps(v, out)
 #define OXO_MASKBITS(b) ((__mmask16)(b))
+#define OXO_LOADA(p) _mm512_load_ps(p)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../direct_fv_template.h"
 #include "../dw_vec_template.h"
 #include "../vec_undef.h"
 
@@ -116,8 +124,10 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_HSUM(v) _mm512_reduce_add_pd(v)
 #define OXO_NAME(x) oxo_f64_##x##__avx512
 #define OXO_MASKBITS(b) ((__mmask8)(b))
+#define OXO_LOADA(p) _mm512_load_pd(p)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
+#include "../direct_fv_template.h"
 #include "../dw_vec_template.h"
 
 static float oxo_f64_fma_probe_as_f32__avx512(long iters) { return oxo_f64_fma_probe__avx512(iters); }
@@ -142,7 +152,9 @@ static const oxo_kernels oxo_f32_kernels_avx512y = {
 
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
-    oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512};
+    oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
+    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
-    oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512};
+    oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
+    oxo_f64_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV};
