@@ -13,9 +13,9 @@
  *           zero past F: a run's weights are R*OXO_FV_NV aligned vector loads.
  * Tile:     np <= OXO_FV_NP pixels x OXO_FV_NV vectors; R <= 7 (2*R*OXO_FV_NV weight
  *           registers beside the accumulators).
- * Store:    the tile is pixels x channels in registers and channels x pixels in y (NCHW): it
- *           goes through a buffer on the stack, one scalar per output element (about
- *           1/(2*C*taps) of the FMAs' work per element).
+ * Store:    the tile is pixels x channels in registers and channels x pixels in y (NCHW):
+ *           OXO_FV_STORE(y, rs_y, m, acc, np) when the ISA file defines one (a transpose in
+ *           registers), else through a buffer on the stack, one scalar per output element.
  * Order:    one FMA chain per output element in the order (channel, run, tap of the run),
  *           then the bias; the same for every tile, thread and ISA of this kernel.
  *
@@ -71,16 +71,20 @@ OXO_NAME(direct_fv_tile)(const oxo_direct_fv_tile *t, const int NP, const int R)
         }
     }
     /* pixels x channels -> channels x pixels */
+    OXO_T *y = (OXO_T *)t->y;
+    const ptrdiff_t rs_y = t->rs_y;
+    const size_t m = t->m;
+#ifdef OXO_FV_STORE
+    OXO_FV_STORE(y, rs_y, m, acc, NP);
+#else
     OXO_T buf[OXO_FV_NP][OXO_FV_NV * OXO_L] __attribute__((aligned(64)));
     OXO_UNROLL for (int p = 0; p < NP; p++) {
         OXO_UNROLL for (int v = 0; v < OXO_FV_NV; v++) OXO_STORE(buf[p] + v * OXO_L, acc[p][v]);
     }
-    OXO_T *y = (OXO_T *)t->y;
-    const ptrdiff_t rs_y = t->rs_y;
-    const size_t m = t->m;
     for (size_t i = 0; i < m; i++) {
         OXO_UNROLL for (int p = 0; p < NP; p++) y[(ptrdiff_t)i * rs_y + p] = buf[p][i];
     }
+#endif
 }
 
 /* One entry point: the instance compiled for (np, run). */

@@ -99,6 +99,45 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_REDUCE16(v, out) oxo_reduce16_ps(v, out)
 #define OXO_MASKBITS(b) ((__mmask16)(b))
 #define OXO_LOADA(p) _mm512_load_ps(p)
+/* The channel-vectorized direct tile's store (direct_fv_template.h): its np <= 8 pixel
+ * vectors of 16 channels, for each of the 2 vectors of channels, transposed in registers
+ * into 16 channel rows of 8 lanes (unpack pairs of pixels, shuffle to 4 pixels per 128-bit
+ * block, join the two halves of the pixels per 256 bits), each row stored under an np-lane
+ * mask: 40 shuffles and 16 stores per 16 channels instead of a scalar copy per element. */
+static inline __attribute__((always_inline)) void
+oxo_fv_store_f32(float *y, ptrdiff_t rs_y, size_t m, const __m512 acc[][OXO_FV_NV], const int np)
+{
+    const __mmask8 k = (__mmask8)((1u << np) - 1);
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int v = 0; v < OXO_FV_NV; v++) {
+        __m512 P[8], t[8], u[8];
+        for (int p = 0; p < 8; p++) P[p] = p < np ? acc[p][v] : _mm512_setzero_ps();
+        for (int q = 0; q < 4; q++) { /* block b: (P[2q], P[2q+1]) at channels 4b, 4b+1 / 4b+2, 4b+3 */
+            t[2 * q] = _mm512_unpacklo_ps(P[2 * q], P[2 * q + 1]);
+            t[2 * q + 1] = _mm512_unpackhi_ps(P[2 * q], P[2 * q + 1]);
+        }
+        for (int h = 0; h < 2; h++) { /* u[4h + r], block b: channel 4b + r, pixels 4h .. 4h+3 */
+            u[4 * h] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+            u[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+            u[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+            u[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+        }
+        for (int r = 0; r < 4; r++) { /* channels r, 4+r (a) and 8+r, 12+r (b): 8 pixels each */
+            const __m512 a = _mm512_permutex2var_ps(u[r], lo, u[4 + r]);
+            const __m512 b = _mm512_permutex2var_ps(u[r], hi, u[4 + r]);
+            const __m256 rows[4] = {_mm512_castps512_ps256(a),
+                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
+                                    _mm512_castps512_ps256(b),
+                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))};
+            for (int j = 0; j < 4; j++) {
+                const size_t c = (size_t)(v * 16 + 4 * j + r);
+                if (c < m) _mm256_mask_storeu_ps(y + (ptrdiff_t)c * rs_y, k, rows[j]);
+            }
+        }
+    }
+}
+#define OXO_FV_STORE(y, rs_y, m, acc, np) oxo_fv_store_f32(y, rs_y, m, acc, np)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
 #include "../direct_fv_template.h"
