@@ -422,13 +422,14 @@ static void dtail_thread(void *arg, int tid)
  * broadcast of an input value serves a run's taps (a 3x3 run: 9 broadcasts and 6 weight
  * vectors for 42 FMAs, where the pixel-vectorized kernel spends 10 loads, 4 of them masked
  * and unaligned, on 24). Measured on an Intel Xeon core with two FMA units, alternating
- * calls, pixel kernel -> this one: 2 threads r50.c2.3x3 298 -> 339 GFLOP/s (1.14x),
- * r50.c3.3x3 1.10-1.13x, incep3a.3x3 1.08-1.10x, the r50 stem 1.09-1.13x; 1 thread 1.20x,
- * 1.13x, 1.14x, 1.06x; batch 8 1.16-1.20x; float64 1.18-1.30x. Packing W costs a pass over
+ * calls, pixel kernel -> this one: 2 threads r50.c2.3x3 275 -> 335 GFLOP/s (1.22x),
+ * r50.c3.3x3 1.12x, incep3a.3x3 1.12x, the r50 stem 1.27x; 1 thread 1.21x, 1.17x, 1.14x,
+ * 1.21x; batch 8 1.11-1.18x; float64 1.18-1.30x. Packing W costs a pass over
  * F*C*taps weights, which the kernel then reuses Ho*Wo times, and the copy one over x: it
  * runs from maps of OXO_FV_MIN_PIXELS output pixels and calls of OXO_FV_MIN_FLOPS, with rows
  * of at least a tile's pixels and blocks of channels at least half used (r50.c4.3x3, 196
- * pixels and 590K weights: 0.99x; incep3a.5x5, 20 MFLOP: 0.72x on 2 threads). */
+ * pixels and 590K weights, packing 306 us of 1.7 ms on one thread: 1.00x; incep3a.5x5, 20
+ * MFLOP: 0.72x on 2 threads). */
 enum { OXO_FV_MIN_PIXELS = 256 };
 #define OXO_FV_MIN_FLOPS 5e7
 
