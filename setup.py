@@ -13,6 +13,7 @@ Environment knobs (all optional):
   ONEXONE_SANITIZE=1         build with -fsanitize=address,undefined (see Makefile)
   ONEXONE_CFLAGS="..."       extra compiler flags for every C file
 """
+import glob
 import os
 import platform
 import shutil
@@ -125,6 +126,9 @@ extensions = [
     Extension(
         "onexone._core",
         sources=["src/onexone/_core.pyx"] + COMMON_SOURCES,
+        # an edited header or ISA kernel file rebuilds the module (setuptools otherwise
+        # relinks only when a listed source is newer, and never recompiles for a header)
+        depends=sorted(glob.glob("csrc/**/*.h", recursive=True)) + [src for src, _, _ in ISA_SOURCES],
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
