@@ -281,3 +281,54 @@ void oxo_aligned_free(void *p)
     free(p);
 #endif
 }
+
+/* ---- scratch kept between calls -------------------------------------------------------- *
+ * Each block carries its size in a 64-byte header. The slots hold blocks nobody uses. */
+enum { OXO_SCRATCH_SLOTS = 4 };
+#define OXO_SCRATCH_KEEP_MAX ((size_t)64 << 20)
+
+#if defined(__STDC_NO_ATOMICS__) || defined(_MSC_VER)
+void *oxo_scratch_alloc(size_t bytes) { return oxo_aligned_alloc(bytes); }
+void oxo_scratch_free(void *p) { oxo_aligned_free(p); }
+#else
+#include <stdatomic.h>
+static _Atomic(char *) scratch_slots[OXO_SCRATCH_SLOTS];
+
+static size_t scratch_size(const char *block) { return *(const size_t *)block; }
+
+/* Carries block along the slots, leaving in each the larger of it and the slot's block (so
+ * the slots keep the largest blocks), and frees what falls off the end. Every exchange hands
+ * a block from one owner to another: a block another thread takes meanwhile is its own. */
+static void scratch_keep(char *block)
+{
+    for (int i = 0; i < OXO_SCRATCH_SLOTS && block; i++) {
+        char *old = atomic_exchange(&scratch_slots[i], block);
+        if (old && scratch_size(old) > scratch_size(block)) block = atomic_exchange(&scratch_slots[i], old);
+        else block = old;
+    }
+    oxo_aligned_free(block);
+}
+
+void *oxo_scratch_alloc(size_t bytes)
+{
+    if (bytes > ((size_t)-1) - 128) return NULL;
+    for (int i = 0; i < OXO_SCRATCH_SLOTS; i++) {
+        char *block = atomic_exchange(&scratch_slots[i], NULL);
+        if (!block) continue;
+        if (scratch_size(block) >= bytes) return block + 64;
+        scratch_keep(block); /* too small for this call: back for another */
+    }
+    char *block = oxo_aligned_alloc(bytes + 64);
+    if (!block) return NULL;
+    *(size_t *)block = bytes;
+    return block + 64;
+}
+
+void oxo_scratch_free(void *p)
+{
+    if (!p) return;
+    char *block = (char *)p - 64;
+    if (scratch_size(block) <= OXO_SCRATCH_KEEP_MAX) scratch_keep(block);
+    else oxo_aligned_free(block);
+}
+#endif

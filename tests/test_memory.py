@@ -467,3 +467,40 @@ if __name__ == "__main__":
         isas = onexone.available_isas() if sys.argv[2] == "all" else [sys.argv[2]]
         sys.exit(max(guard_main(isa) for isa in isas))
     sys.exit(f"usage: {sys.argv[0]} guard ISA|all")
+
+
+# ---- scratch kept between calls ---------------------------------------------------------------
+# Large scratch blocks (the padded copy of x, packed weights, the GEMM's packed blocks, the
+# NHWC route's scratch) are kept for the next call instead of being freed. A block filled
+# with NaN by one call must not leak into the next one, which gets it back for a smaller shape.
+
+
+@pytest.mark.parametrize("case", ["direct-copy", "direct-fv", "im2col", "nhwc", "strided-1x1"])
+def test_kept_scratch_does_not_leak_into_the_next_call(case):
+    rng = np.random.default_rng(7)
+
+    def call(x, w):
+        if case == "direct-copy":  # stride 2: the phase-split copy
+            return onexone.conv2d(x, w, stride=2, padding=1, algorithm="direct")
+        if case == "direct-fv":  # a layer the channel-vectorized kernel takes (AVX-512)
+            return onexone.conv2d(x, w, padding=1, algorithm="direct")
+        if case == "im2col":
+            return onexone.conv2d(x, w, padding=1, algorithm="im2col")
+        if case == "nhwc":
+            return onexone.conv1x1(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w[:, :, :1, :1], layout="NHWC")
+        return onexone.conv1x1(x, w[:, :, :1, :1], stride=2)
+
+    def reference_of(x, w):
+        if case == "direct-copy":
+            return reference.conv2d_naive(x, w, stride=2, padding=1)
+        if case in ("direct-fv", "im2col"):
+            return reference.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+        y = reference.conv1x1_naive(x if case == "nhwc" else x[:, :, ::2, ::2], w[:, :, :1, :1])
+        return y.transpose(0, 2, 3, 1) if case == "nhwc" else y
+
+    c, f = 48, 40
+    w = rng.integers(-3, 4, (f, c, 3, 3)).astype(np.float32)
+    poison = np.full((1, c, 44, 44), np.nan, np.float32)
+    call(poison, w)  # leaves NaN in every kept block
+    x = rng.integers(-3, 4, (1, c, 42, 42)).astype(np.float32)
+    np.testing.assert_array_equal(call(x, w), reference_of(x, w))

@@ -93,7 +93,7 @@ static int nhwc_by_transposes(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
 {
     const size_t p = x->h * x->w, es = dt == OXO_F64 ? 8 : 4, image = f * p * es;
     const size_t chunk = image >= OXO_NHWC_SCRATCH ? 1 : OXO_NHWC_SCRATCH / image;
-    char *tmp = oxo_aligned_alloc((chunk < x->n ? chunk : x->n) * image);
+    char *tmp = oxo_scratch_alloc((chunk < x->n ? chunk : x->n) * image);
     if (!tmp) return OXO_ENOMEM;
     oxo_gemm t = {0};
     t.dtype = dt;
@@ -114,7 +114,7 @@ static int nhwc_by_transposes(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
             oxo_parallel(nt, transpose_slices, &j);
         }
     }
-    oxo_aligned_free(tmp);
+    oxo_scratch_free(tmp);
     return rc;
 }
 

@@ -581,7 +581,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.blocks = cdiv(p->f, r.block);
     r.k = p->c * p->taps;
     if (r.k && r.blocks > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;
-    r.wp = oxo_aligned_alloc((r.blocks * r.k + (p->bias ? r.blocks : 0)) * r.block * p->es);
+    r.wp = oxo_scratch_alloc((r.blocks * r.k + (p->bias ? r.blocks : 0)) * r.block * p->es);
     if (!r.wp) return OXO_ENOMEM;
     r.bp = p->bias ? r.wp + r.blocks * r.k * r.block * p->es : NULL;
     atomic_init(&r.next_pack, 0);
@@ -600,7 +600,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.units = have * r.r_parts;
     atomic_init(&r.next, 0);
     oxo_parallel(r.units < (size_t)nt ? (int)r.units : nt, fv_thread, &r);
-    oxo_aligned_free(r.wp);
+    oxo_scratch_free(r.wp);
     atomic_fetch_add_explicit(&fv_runs, 1, memory_order_relaxed);
     return OXO_OK;
 }
@@ -661,7 +661,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
         }
         p.src_c = (ptrdiff_t)(ph.nh * ph.nw * hh * u);
         p.src_n = p.src_c * (ptrdiff_t)x->c;
-        staging = oxo_aligned_alloc((size_t)p.src_n * x->n * p.es);
+        staging = oxo_scratch_alloc((size_t)p.src_n * x->n * p.es);
         if (!staging) {
             oxo_aligned_free(sel);
             return OXO_ENOMEM;
@@ -687,7 +687,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     ptrdiff_t *tap_off = oxo_aligned_alloc(p.taps * sizeof *tap_off);
     if (!tap_off) {
         oxo_aligned_free(sel);
-        oxo_aligned_free(staging);
+        oxo_scratch_free(staging);
         return OXO_ENOMEM;
     }
     for (size_t kh = 0, q = 0; kh < g->kh; kh++) {
@@ -754,7 +754,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
         }
         oxo_aligned_free(order);
         oxo_aligned_free(tap_off);
-        oxo_aligned_free(staging);
+        oxo_scratch_free(staging);
         return rc;
     }
     partition(&p, &nt);
@@ -765,7 +765,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     char *scratch = oxo_aligned_alloc(p.scratch_per_thread * (size_t)nt);
     if (!scratch) {
         oxo_aligned_free(tap_off);
-        oxo_aligned_free(staging);
+        oxo_scratch_free(staging);
         return OXO_ENOMEM;
     }
     drun r;
@@ -775,7 +775,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     oxo_parallel(nt, direct_thread, &r);
     oxo_aligned_free(scratch);
     oxo_aligned_free(tap_off);
-    oxo_aligned_free(staging);
+    oxo_scratch_free(staging);
 
     if (tail.npix) {
         tail.p = &p;

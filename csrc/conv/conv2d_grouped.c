@@ -181,7 +181,7 @@ int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdif
     const size_t kp = cg * geom->kh * geom->kw, p = geom->ho * geom->wo;
     const size_t es = dt == OXO_F64 ? 8 : 4;
     if (G * kp != 0 && p > ((size_t)-1) / es / (G * kp)) return OXO_ENOMEM;
-    void *dcol = oxo_aligned_alloc(G * kp * p * es);
+    void *dcol = oxo_scratch_alloc(G * kp * p * es);
     if (!dcol) return OXO_ENOMEM;
     const int nt = oxo_resolve_threads(n_threads);
     int rc = OXO_OK;
@@ -217,7 +217,7 @@ int oxo_conv2d_grad_x(oxo_dtype dt, const oxo_tensor4 *dy, const void *w, ptrdif
         atomic_init(&job.next, 0);
         oxo_parallel(nt, col2im_thread, &job);
     }
-    oxo_aligned_free(dcol);
+    oxo_scratch_free(dcol);
     return rc;
 }
 

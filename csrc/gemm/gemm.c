@@ -547,13 +547,13 @@ int oxo_gemm_run(const oxo_gemm *g)
     const size_t per_thread = bpack_bytes + tpack_bytes;
     char *scratch = NULL;
     if (per_thread) {
-        scratch = oxo_aligned_alloc(per_thread * (size_t)nt);
+        scratch = oxo_scratch_alloc(per_thread * (size_t)nt);
         if (!scratch) return OXO_ENOMEM;
     }
 
     if (pl.full_k) atomic_fetch_add_explicit(&full_k_runs, 1, memory_order_relaxed);
     run r = {&pl, scratch, per_thread, bpack_bytes, tpack_bytes, 0};
     oxo_parallel(nt, run_thread, &r);
-    oxo_aligned_free(scratch);
+    oxo_scratch_free(scratch);
     return OXO_OK;
 }
