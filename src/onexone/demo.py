@@ -252,9 +252,16 @@ def fcn_fc8_dense(x, w, b):
 
 
 def _time(fn: Callable[[], object], quick: bool) -> float:
-    """Median seconds per call (onexone.bench.measure)."""
-    from .bench import measure
+    """Median seconds per call (onexone.bench.measure), after a pause for NumPy's BLAS
+    threads to stop spinning: each row is checked against a NumPy reference just before it
+    is timed, and OpenBLAS's idle workers spin for up to 0.25 s after a call, on the cores
+    onexone's threads need (the 4x4 256->256 row measured 190-220 GFLOP/s without the pause,
+    310-360 with it)."""
+    import time
 
+    from .bench import SETTLE_S, measure
+
+    time.sleep(SETTLE_S)
     return measure(fn, repeats=5 if quick else 15, min_sample_s=2e-3 if quick else 5e-3,
                    warmup_s=0.02).median_s
 
