@@ -37,7 +37,8 @@ typedef enum { OXO_ISA_SCALAR = 0, OXO_ISA_AVX2 = 1, OXO_ISA_AVX512 = 2, OXO_ISA
  *
  * with A[i, p] = a[i*rs_a + p*cs_a] (any strides: packed panels, row-major weights, or a
  * transposed view), B[p, j] = b[p*rs_b + j] (rows contiguous: the input image itself or a
- * packed block) and C[i, j] = c[i*rs_c + j]. The sum over p is one sequential fused
+ * packed block) and C[i, j] = c[i*rs_c + j*cs_c] (cs_c 1: rows of C contiguous; otherwise,
+ * with rs_c 1, C is written transposed: y^T computed into an NHWC y). The sum over p is one sequential fused
  * multiply-add chain per element, starting from 0 (or from C when OXO_TILE_ACCUM is set),
  * so an element's value depends only on K's block boundaries, never on the tile it lands in,
  * the ISA's vector width or the thread that computes it.
@@ -59,7 +60,7 @@ typedef struct oxo_tile {
     const void *b;
     ptrdiff_t rs_b;
     void *c;
-    ptrdiff_t rs_c;
+    ptrdiff_t rs_c, cs_c;
     const void *bias; /* bias + row0 (per row) or bias + col0 (per column), already offset */
     int bias_mode;    /* OXO_BIAS_* */
     int act;          /* oxo_act */
@@ -253,6 +254,8 @@ typedef struct oxo_gemm {
     const void *pack_ctx;
     void *C;
     ptrdiff_t bs_c, rs_c;
+    ptrdiff_t cs_c;   /* 0 or 1: C_b[i, j] at C[b*bs_c + i*rs_c + j]; else at + j*cs_c (rs_c 1:
+                       * C transposed, y^T written into an NHWC y) */
     const void *bias; /* NULL, or M values (OXO_BIAS_ROW) or N values (OXO_BIAS_COL) */
     int bias_mode;
     int act;

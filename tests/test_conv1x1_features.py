@@ -81,10 +81,17 @@ def test_nhwc_views_and_3d(rng):
     (3, 96, 64, 3, 1, 4, 1),
     (1, 40, 40, 1, 1, 1, 1),
     (1, 48, 40, 2, 3, 1, 1),  # C*F / (P*(C+F)) = 3.6: the y^T route since its rule asks 2.5
-    (12, 512, 512, 7, 7, 1, 2),  # images not in one sequence, more than the scratch holds at once
+    (12, 512, 512, 7, 7, 1, 2),  # images not in one sequence
+    # y^T's tiles stored transposed into y: 4 filters past the last full 8 and 20 pixels (a
+    # vector and a 4-column dot-product tail), 28 pixels (a masked second vector), 3 filters
+    # past 128 and 49 pixels (3 vectors and a 1-column tail)
+    (1, 300, 100, 5, 4, 1, 1),
+    (1, 300, 100, 4, 7, 1, 1),
+    (2, 2048, 131, 7, 7, 1, 2),
 ])
 def test_nhwc_deep_small_maps(isa, dtype, rng, n, c, f, h, w, groups, step):
-    """Deep layers on small maps run NHWC as y^T = W x^T and transpose y (conv1x1.c)."""
+    """Deep layers on small maps run NHWC as y^T = W x^T, its tiles stored transposed into y
+    (conv1x1.c, nhwc_transposed)."""
     base = rng.integers(-4, 5, (n * step, h, w, c)).astype(dtype)
     x = base[::step]
     weight = rng.integers(-3, 4, (f, c // groups)).astype(dtype)

@@ -470,8 +470,8 @@ if __name__ == "__main__":
 
 
 # ---- scratch kept between calls ---------------------------------------------------------------
-# Large scratch blocks (the padded copy of x, packed weights, the GEMM's packed blocks, the
-# NHWC route's scratch) are kept for the next call instead of being freed. A block filled
+# Large scratch blocks (the padded copy of x, packed weights, the GEMM's packed blocks, W^T's
+# blocks in NHWC) are kept for the next call instead of being freed. A block filled
 # with NaN by one call must not leak into the next one, which gets it back for a smaller shape.
 
 

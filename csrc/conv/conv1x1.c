@@ -16,106 +16,72 @@
 #include "../threads.h"
 #include "pixels.h"
 #include <stdatomic.h>
+#include <string.h>
 
 static size_t groups_of(size_t groups) { return groups > 1 ? groups : 1; }
+
+/* The NCHW product's GEMM: per image and group, y (Fg x P) = W_q x[n, q] (Cg x P), y NCHW. */
+static void nchw_gemm(oxo_gemm *g, oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                      ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
+                      int n_threads)
+{
+    const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
+    memset(g, 0, sizeof *g);
+    g->dtype = dt;
+    g->batch = x->n;
+    g->M = fg;
+    g->N = p;
+    g->K = cg;
+    g->A = w;
+    g->rs_a = sw_f;
+    g->cs_a = sw_c;
+    g->B = x->data;
+    g->bs_b = x->sn;
+    g->rs_b = x->sc;
+    oxo_pixel_columns(x->h, x->w, x->sh, x->sw, g);
+    g->C = y;
+    g->bs_c = (ptrdiff_t)(f * p);
+    g->rs_c = (ptrdiff_t)p;
+    g->bias = bias;
+    g->bias_mode = bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
+    g->act = act;
+    g->n_threads = n_threads;
+    g->groups = G;
+    g->gs_a = (ptrdiff_t)fg * sw_f;
+    g->gs_b = (ptrdiff_t)cg * x->sc;
+    g->gs_c = (ptrdiff_t)(fg * p);
+    g->gs_bias = (ptrdiff_t)fg;
+}
 
 int oxo_conv1x1_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
                      ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act, void *y,
                      int n_threads)
 {
-    const size_t p = x->h * x->w, G = groups_of(groups), fg = f / G, cg = x->c / G;
-    oxo_gemm g = {0};
-    g.dtype = dt;
-    g.batch = x->n;
-    g.M = fg;
-    g.N = p;
-    g.K = cg;
-    g.A = w;
-    g.rs_a = sw_f;
-    g.cs_a = sw_c;
-    g.B = x->data;
-    g.bs_b = x->sn;
-    g.rs_b = x->sc;
-    oxo_pixel_columns(x->h, x->w, x->sh, x->sw, &g);
-    g.C = y;
-    g.bs_c = (ptrdiff_t)(f * p);
-    g.rs_c = (ptrdiff_t)p;
-    g.bias = bias;
-    g.bias_mode = bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
-    g.act = act;
-    g.n_threads = n_threads;
-    g.groups = G;
-    g.gs_a = (ptrdiff_t)fg * sw_f;
-    g.gs_b = (ptrdiff_t)cg * x->sc;
-    g.gs_c = (ptrdiff_t)(fg * p);
-    g.gs_bias = (ptrdiff_t)fg;
+    oxo_gemm g;
+    nchw_gemm(&g, dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
     return oxo_gemm_run(&g);
 }
 
-/* NHWC through the NCHW product, for deep layers on small maps: y[n]^T (F x P) = W x[n]^T
- * (x^T's blocks packed from the pixel rows) into a scratch of at most OXO_NHWC_SCRATCH bytes
- * (or one image's output, when larger: then under a quarter of W's size, see the rule below),
- * a few images at a time, then transposed into y by all threads, 4 rows of y at a time (4 x 4
- * register transposes: the strided packer, reading the scratch as B). */
-enum { OXO_NHWC_SCRATCH = 1 << 20, OXO_TR_RUN = 64 /* filters written per run */ };
-
-typedef struct transpose_job {
-    const oxo_gemm *scratch; /* element (pixel, filter) of image b at b*F*P + pixel + filter*P */
-    char *y;                 /* the first image's (P x F) */
-    size_t images, p, f, es;
-    atomic_size_t next;      /* the next 4 rows of y to write */
-} transpose_job;
-
-static void transpose_slices(void *arg, int tid)
+/* NHWC through the NCHW product, for deep layers on small maps: y[n]^T (F x P) = W x[n]^T,
+ * x^T's blocks packed from the pixel rows (the strided packer, 4 x 4 register transposes)
+ * and the tiles of y^T stored transposed straight into y (cs_c = F: each pixel's filters
+ * one masked vector, oxo_tile). Same sums as the NCHW product. Against computing y^T into a
+ * scratch and transposing that into y in a second parallel region, alternating calls, batch
+ * 1, an Intel core with two FMA units, float32, 2 / 1 threads: 160->960 at 7x7 1.30x / 1.04x,
+ * 320->1280 1.22x / 1.03x, 512->2048 1.10x / 1.01x, 2048->512 1.03x / 1.01x (float64: 1.33x
+ * / 1.15x, 1.18x / 1.05x, 1.09x / 1.04x, 1.09x / 1.08x). */
+static int nhwc_transposed(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
+                           ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act,
+                           void *y, int n_threads)
 {
-    transpose_job *j = (transpose_job *)arg;
-    (void)tid;
-    const size_t quads = (j->p + 3) / 4;
-    for (;;) {
-        const size_t s = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (s >= quads * j->images) break;
-        /* 4 rows of y, written in runs of OXO_TR_RUN filters: the rows of y are F
-         * elements apart (8 KiB for F = 2048: the same L1 sets), so each run finishes its
-         * cache lines before the next rows come */
-        const size_t b = s / quads, p0 = s % quads * 4, np = j->p - p0 < 4 ? j->p - p0 : 4;
-        for (size_t f0 = 0; f0 < j->f; f0 += OXO_TR_RUN) {
-            const size_t nf = j->f - f0 < OXO_TR_RUN ? j->f - f0 : OXO_TR_RUN;
-            char *dst = j->y + ((b * j->p + p0) * j->f + f0) * j->es;
-            if (j->es == 8) oxo_pack_strided_f64(j->scratch, b, p0, np, f0, nf, dst, j->f, 0);
-            else oxo_pack_strided_f32(j->scratch, b, p0, np, f0, nf, dst, j->f, 0);
-        }
-    }
-}
-
-static int nhwc_by_transposes(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
-                              ptrdiff_t sw_c, size_t f, size_t groups, const void *bias, int act,
-                              void *y, int n_threads)
-{
-    const size_t p = x->h * x->w, es = dt == OXO_F64 ? 8 : 4, image = f * p * es;
-    const size_t chunk = image >= OXO_NHWC_SCRATCH ? 1 : OXO_NHWC_SCRATCH / image;
-    char *tmp = oxo_scratch_alloc((chunk < x->n ? chunk : x->n) * image);
-    if (!tmp) return OXO_ENOMEM;
-    oxo_gemm t = {0};
-    t.dtype = dt;
-    t.N = f;
-    t.B = tmp;
-    t.bs_b = (ptrdiff_t)(f * p);
-    t.rs_b = 1;
-    t.cs_bw = (ptrdiff_t)p;
-    int rc = OXO_OK;
-    for (size_t n0 = 0; n0 < x->n && rc == OXO_OK; n0 += chunk) {
-        oxo_tensor4 part = *x;
-        part.data = (const char *)x->data + (ptrdiff_t)n0 * x->sn * (ptrdiff_t)es;
-        part.n = x->n - n0 < chunk ? x->n - n0 : chunk;
-        rc = oxo_conv1x1_nchw(dt, &part, w, sw_f, sw_c, f, groups, bias, act, tmp, n_threads);
-        if (rc == OXO_OK) {
-            transpose_job j = {&t, (char *)y + n0 * image, part.n, p, f, es, 0};
-            const int nt = part.n * p * f < 8192 ? 1 : oxo_resolve_threads(n_threads);
-            oxo_parallel(nt, transpose_slices, &j);
-        }
-    }
-    oxo_scratch_free(tmp);
-    return rc;
+    const size_t p = x->h * x->w, fg = f / groups_of(groups);
+    oxo_gemm g;
+    nchw_gemm(&g, dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
+    g.bs_c = (ptrdiff_t)(p * f);
+    g.rs_c = 1;
+    g.cs_c = (ptrdiff_t)f;
+    g.gs_c = (ptrdiff_t)fg;
+    return oxo_gemm_run(&g);
 }
 
 int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t sw_f,
@@ -129,15 +95,18 @@ int oxo_conv1x1_nhwc(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_
      * GEMM of N*P rows: W^T's blocks are then packed once, not once per image */
     const int one = x->n > 1 && x->sn == (ptrdiff_t)p * sp;
     /* What each route transposes: W (C*F elements, once per GEMM) or x and y (P*(C+F) per
-     * image, plus a second parallel region). Measured, NHWC/NCHW, batch 1, alternating calls,
+     * image; y now in the GEMM's stores, see nhwc_transposed). First measured with y
+     * transposed in a second parallel region, NHWC/NCHW, batch 1, alternating calls,
      * 2 / 1 threads, W^T route -> this one: 2048->512 at 7x7 0.86 / 0.87 -> 0.96 / 0.98,
      * 512->2048 0.85 / 0.87 -> 0.94 / 0.93, 320->1280 0.86 / 0.88 -> 0.88 / 0.95 (Zen 4).
      * 160->960 (C*F / (P*(C+F)) = 2.8): Zen 4 0.84 / 0.89 -> 0.77 / 0.95; an Intel core with
      * two FMA units, GFLOP/s W^T route -> this one, 133-145 -> 178-188 / 108-122 -> 119-138.
-     * The rule asks for 2.5: 1024->256 at 14x14 (1.04) loses on this route (2 threads 0.8x). */
+     * The rule asks for 2.5: 1024->256 at 14x14 (1.04) loses on this route (2 threads 0.8x),
+     * and still did with y stored transposed (NHWC/NCHW, 2 / 1 threads: this route 0.78 /
+     * 0.91, W^T 0.86 / 0.85; 96->576 at 14x14 0.64 / 0.87 against 0.81 / 0.91). */
     const double rows = (double)(one ? x->n * p : p);
     if (p && f && x->n && 2.5 * rows * (double)(x->c + f) <= (double)x->c * (double)f)
-        return nhwc_by_transposes(dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
+        return nhwc_transposed(dt, x, w, sw_f, sw_c, f, groups, bias, act, y, n_threads);
     oxo_gemm g = {0};
     g.dtype = dt;
     g.batch = one ? 1 : x->n;

@@ -84,6 +84,7 @@ typedef struct plan {
     int cols_outer; /* loop order inside a block, see run_block */
     int full_k;     /* blocks run all of K per micro-kernel call, see run_block_full_k */
     size_t peel;    /* columns before B's first vector-aligned one (B read in place), or 0 */
+    ptrdiff_t cs_c; /* C's column stride: 1, or C transposed (see oxo_gemm.cs_c) */
 } plan;
 
 /* The narrow tail of an image's columns (fewer than one vector) as dot products: a row of A
@@ -99,7 +100,7 @@ static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, 
     d.rs_a = g->rs_a;
     d.rs_bt = (ptrdiff_t)pl->tail_ld;
     d.rs_c = g->rs_c;
-    d.cs_c = 1;
+    d.cs_c = pl->cs_c;
     d.bias_mode = t->bias_mode;
     d.act = t->act;
     d.flags = t->flags;
@@ -109,7 +110,7 @@ static void dot_tail(const plan *pl, const oxo_tile *t, size_t i, size_t mrows, 
         for (size_t jj = 0; jj < ntail; jj += dnr) {
             d.n = ntail - jj < dnr ? ntail - jj : dnr;
             d.bt = bt + jj * pl->tail_ld * es;
-            d.c = C + ((ptrdiff_t)(i + ii) * g->rs_c + (ptrdiff_t)(pl->n_main + jj)) * (ptrdiff_t)es;
+            d.c = C + ((ptrdiff_t)(i + ii) * g->rs_c + (ptrdiff_t)(pl->n_main + jj) * pl->cs_c) * (ptrdiff_t)es;
             d.bias = !bias ? NULL
                      : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + (i + ii) * es)
                                                     : (const void *)(bias + (pl->n_main + jj) * es);
@@ -132,7 +133,7 @@ static inline void run_tile(const plan *pl, oxo_tile *t, const char *Ak, const c
     t->n = j1 - j < pl->nr ? j1 - j : pl->nr;
     t->a = Ak + (ptrdiff_t)i * g->rs_a * (ptrdiff_t)es;
     t->b = Bblk + (j - j0) * es;
-    t->c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
+    t->c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j * pl->cs_c) * (ptrdiff_t)es;
     t->bias = !bias ? NULL
               : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
                                              : (const void *)(bias + j * es);
@@ -174,13 +175,15 @@ static const char *b_of(const plan *pl, size_t b, size_t q)
 }
 
 /* A tile description with the call's strides, bias mode and activation filled in. */
-static oxo_tile tile_of(const oxo_gemm *g)
+static oxo_tile tile_of(const plan *pl)
 {
+    const oxo_gemm *g = pl->g;
     oxo_tile t;
     memset(&t, 0, sizeof t);
     t.rs_a = g->rs_a;
     t.cs_a = g->cs_a;
     t.rs_c = g->rs_c;
+    t.cs_c = pl->cs_c;
     t.bias_mode = g->bias ? g->bias_mode : OXO_BIAS_NONE;
     t.act = g->act;
     return t;
@@ -196,7 +199,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
     char *C = o.C;
     const char *bias = o.bias;
 
-    oxo_tile t = tile_of(g);
+    oxo_tile t = tile_of(pl);
 
     for (size_t bb = b_first; bb < b_end; bb++) {
         const size_t image = bb * groups + q; /* what packers see */
@@ -273,7 +276,7 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
     const char *A = a_of(pl, o.b_first, o.q);
     const int accum = g->accumulate ? OXO_TILE_ACCUM : 0;
 
-    oxo_tile t = tile_of(g);
+    oxo_tile t = tile_of(pl);
     const char *B = NULL;
     t.rs_b = 0;
     if (j0 < j1 && pl->pack_b) {
@@ -312,7 +315,7 @@ static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t
     d.rs_a = g->rs_a;
     d.rs_bt = g->rs_b;
     d.rs_c = g->rs_c;
-    d.cs_c = 1;
+    d.cs_c = pl->cs_c;
     d.bias_mode = bias ? g->bias_mode : OXO_BIAS_NONE;
     d.act = g->act;
     for (size_t bb = b_first; bb < b_end; bb++) {
@@ -331,7 +334,7 @@ static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t
                 for (size_t j = j0; j < j1; j += dnr) {
                     d.n = j1 - j < dnr ? j1 - j : dnr;
                     d.bt = Bt + ((ptrdiff_t)j * g->rs_b + (ptrdiff_t)p0) * (ptrdiff_t)es;
-                    d.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j) * (ptrdiff_t)es;
+                    d.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j * pl->cs_c) * (ptrdiff_t)es;
                     d.bias = !bias ? NULL
                              : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
                                                             : (const void *)(bias + j * es);
@@ -496,6 +499,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.08x, stride-2 r50.c5.reduce 1.21x, im2col r50.c5.3x3 1.05x (2 threads 0.95-1.15x,
      * noisy). */
     const size_t lanes = ks->lanes;
+    pl.cs_c = g->cs_c ? g->cs_c : 1;
     pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch &&
                 g->K > pl.kc && g->N >= lanes &&
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&

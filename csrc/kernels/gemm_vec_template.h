@@ -59,6 +59,45 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *const ap[OXO_MR], co
     }
 }
 
+/* C with columns cs_c apart (cs_c != 1): element (i, j) at c[i*rs_c + j*cs_c], j < n. With
+ * rows contiguous (rs_c 1: the tile's columns are the rows of a transposed C) the ISA's
+ * OXO_TSTORE(c, cs_c, n, acc, MR, NV) writes each column as one masked vector of MR rows,
+ * where the ISA file has one; otherwise, and for the (rare) accumulating load, through a
+ * buffer on the stack, one element at a time. */
+static inline __attribute__((always_inline)) void
+OXO_NAME(gemm_load_strided_c)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *c, const ptrdiff_t rs_c,
+                              const ptrdiff_t cs_c, const size_t n, const int MR, const int NV)
+{
+    OXO_T buf[OXO_MR][OXO_NV * OXO_L] __attribute__((aligned(64))) = {{0}};
+    const size_t nn = n < (size_t)NV * OXO_L ? n : (size_t)NV * OXO_L;
+    for (size_t j = 0; j < nn; j++) {
+        OXO_UNROLL for (int i = 0; i < MR; i++) buf[i][j] = c[i * rs_c + (ptrdiff_t)j * cs_c];
+    }
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_LOAD(buf[i] + v * OXO_L);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+OXO_NAME(gemm_store_strided_c)(OXO_V acc[OXO_MR][OXO_NV], OXO_T *c, const ptrdiff_t rs_c,
+                               const ptrdiff_t cs_c, const size_t n, const int MR, const int NV)
+{
+#ifdef OXO_TSTORE
+    if (rs_c == 1) {
+        OXO_TSTORE(c, cs_c, n, acc, MR, NV);
+        return;
+    }
+#endif
+    OXO_T buf[OXO_MR][OXO_NV * OXO_L] __attribute__((aligned(64)));
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int v = 0; v < NV; v++) OXO_STORE(buf[i] + v * OXO_L, acc[i][v]);
+    }
+    const size_t nn = n < (size_t)NV * OXO_L ? n : (size_t)NV * OXO_L; /* n, as the compiler sees */
+    for (size_t j = 0; j < nn; j++) {
+        OXO_UNROLL for (int i = 0; i < MR; i++) c[i * rs_c + (ptrdiff_t)j * cs_c] = buf[i][j];
+    }
+}
+
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
 {
@@ -70,7 +109,9 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     const OXO_M tail = OXO_MASK((int)(t->n - (size_t)(NV - 1) * OXO_L));
 
     OXO_V acc[OXO_MR][OXO_NV]; /* fixed sizes: constant indices after unrolling stay in registers */
-    if (t->flags & OXO_TILE_ACCUM) {
+    if ((t->flags & OXO_TILE_ACCUM) && t->cs_c != 1) {
+        OXO_NAME(gemm_load_strided_c)(acc, c, rs_c, t->cs_c, t->n, MR, NV);
+    } else if (t->flags & OXO_TILE_ACCUM) {
         OXO_UNROLL for (int i = 0; i < MR; i++) {
             OXO_UNROLL for (int v = 0; v < NV - 1; v++) acc[i][v] = OXO_LOAD(c + i * rs_c + v * OXO_L);
             acc[i][NV - 1] = OXO_LOADM(tail, c + i * rs_c + (NV - 1) * OXO_L);
@@ -110,6 +151,10 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
         }
     }
 
+    if (t->cs_c != 1) {
+        OXO_NAME(gemm_store_strided_c)(acc, c, rs_c, t->cs_c, t->n, MR, NV);
+        return;
+    }
     OXO_UNROLL for (int i = 0; i < MR; i++) {
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) OXO_STORE(c + i * rs_c + v * OXO_L, acc[i][v]);
         OXO_STOREM(c + i * rs_c + (NV - 1) * OXO_L, tail, acc[i][NV - 1]);

@@ -10,6 +10,7 @@
 #undef OXO_LOADM
 #undef OXO_LOADA
 #undef OXO_FV_STORE
+#undef OXO_TSTORE
 #undef OXO_STORE
 #undef OXO_STOREM
 #undef OXO_SET1

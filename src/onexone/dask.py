@@ -112,8 +112,9 @@ def conv1x1(
         channels in one chunk, and along H and W the output rows and columns of xd's chunks:
         with a stride s, the chunk holding input rows [o, o + n) holds output rows
         ceil(o / s) to ceil((o + n) / s), so chunks may have any offsets (a chunk with no
-        multiple of s gives an empty chunk). The numbers are those of the in-memory call,
-        bitwise.
+        multiple of s gives an empty chunk). The numbers are those of the in-memory call:
+        bitwise when xd is chunked along N only; chunked along H or W, equal within rounding
+        (a chunk is a smaller image, whose blocking, and so summation order, can differ).
 
     Raises
     ------

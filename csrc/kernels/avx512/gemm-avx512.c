@@ -16,6 +16,10 @@
 #include <immintrin.h>
 #include "../kernel_common.h"
 
+#ifndef OXO_UNROLL
+#define OXO_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 #ifndef OXO_MR /* the tile; -DOXO_MR=.. -DOXO_NV=.. to try others */
 #define OXO_MR 8
 #define OXO_NV 3
@@ -99,44 +103,66 @@ static inline void oxo_reduce16_ps(const __m512 v[16], float out[16])
 #define OXO_REDUCE16(v, out) oxo_reduce16_ps(v, out)
 #define OXO_MASKBITS(b) ((__mmask16)(b))
 #define OXO_LOADA(p) _mm512_load_ps(p)
-/* The channel-vectorized direct tile's store (direct_fv_template.h): its np <= 8 pixel
- * vectors of 16 channels, for each of the 2 vectors of channels, transposed in registers
- * into 16 channel rows of 8 lanes (unpack pairs of pixels, shuffle to 4 pixels per 128-bit
- * block, join the two halves of the pixels per 256 bits), each row stored under an np-lane
- * mask: 40 shuffles and 16 stores per 16 channels instead of a scalar copy per element. */
+/* 8 vectors of 16 lanes, P[p] for p < np (np <= 8), transposed in registers into 16 rows of
+ * np lanes, row r (r < rows) stored under an np-lane mask at y + r*rs_y (unpack pairs of
+ * vectors, shuffle to 4 of them per 128-bit block, join the two halves per 256 bits): 40
+ * shuffles and 16 stores instead of a scalar copy per element. Used by the stores of tiles
+ * that hold a transposed output: the channel-vectorized direct tile (direct_fv_template.h:
+ * pixels x channels, y NCHW) and the GEMM tile writing y^T into an NHWC y (filters x pixels). */
 static inline __attribute__((always_inline)) void
-oxo_fv_store_f32(float *y, ptrdiff_t rs_y, size_t m, const __m512 acc[][OXO_FV_NV], const int np)
+oxo_tstore16_f32(float *y, ptrdiff_t rs_y, size_t rows, const __m512 P[8], const int np)
 {
     const __mmask8 k = (__mmask8)((1u << np) - 1);
     const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-    for (int v = 0; v < OXO_FV_NV; v++) {
-        __m512 P[8], t[8], u[8];
-        for (int p = 0; p < 8; p++) P[p] = p < np ? acc[p][v] : _mm512_setzero_ps();
-        for (int q = 0; q < 4; q++) { /* block b: (P[2q], P[2q+1]) at channels 4b, 4b+1 / 4b+2, 4b+3 */
-            t[2 * q] = _mm512_unpacklo_ps(P[2 * q], P[2 * q + 1]);
-            t[2 * q + 1] = _mm512_unpackhi_ps(P[2 * q], P[2 * q + 1]);
-        }
-        for (int h = 0; h < 2; h++) { /* u[4h + r], block b: channel 4b + r, pixels 4h .. 4h+3 */
-            u[4 * h] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
-            u[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
-            u[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-            u[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-        }
-        for (int r = 0; r < 4; r++) { /* channels r, 4+r (a) and 8+r, 12+r (b): 8 pixels each */
-            const __m512 a = _mm512_permutex2var_ps(u[r], lo, u[4 + r]);
-            const __m512 b = _mm512_permutex2var_ps(u[r], hi, u[4 + r]);
-            const __m256 rows[4] = {_mm512_castps512_ps256(a),
-                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
-                                    _mm512_castps512_ps256(b),
-                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))};
-            for (int j = 0; j < 4; j++) {
-                const size_t c = (size_t)(v * 16 + 4 * j + r);
-                if (c < m) _mm256_mask_storeu_ps(y + (ptrdiff_t)c * rs_y, k, rows[j]);
-            }
+    __m512 t[8], u[8];
+    OXO_UNROLL for (int q = 0; q < 4; q++) { /* block b: (P[2q], P[2q+1]) at lanes 4b, 4b+1 / 4b+2, 4b+3 */
+        t[2 * q] = _mm512_unpacklo_ps(P[2 * q], P[2 * q + 1]);
+        t[2 * q + 1] = _mm512_unpackhi_ps(P[2 * q], P[2 * q + 1]);
+    }
+    OXO_UNROLL for (int h = 0; h < 2; h++) { /* u[4h + r], block b: lane 4b + r of vectors 4h .. 4h+3 */
+        u[4 * h] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    OXO_UNROLL for (int r = 0; r < 4; r++) { /* rows r, 4+r (a) and 8+r, 12+r (b): 8 vectors' lanes each */
+        const __m512 a = _mm512_permutex2var_ps(u[r], lo, u[4 + r]);
+        const __m512 b = _mm512_permutex2var_ps(u[r], hi, u[4 + r]);
+        const __m256 out[4] = {_mm512_castps512_ps256(a),
+                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
+                               _mm512_castps512_ps256(b),
+                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))};
+        OXO_UNROLL for (int j = 0; j < 4; j++) {
+            const size_t row = (size_t)(4 * j + r);
+            if (row < rows) _mm256_mask_storeu_ps(y + (ptrdiff_t)row * rs_y, k, out[j]);
         }
     }
 }
+
+/* the direct tile: np <= 7 pixels x OXO_FV_NV vectors of channels, m channels */
+static inline __attribute__((always_inline)) void
+oxo_fv_store_f32(float *y, ptrdiff_t rs_y, size_t m, const __m512 acc[][OXO_FV_NV], const int np)
+{
+    OXO_UNROLL for (int v = 0; v < OXO_FV_NV; v++) {
+        __m512 P[8];
+        OXO_UNROLL for (int p = 0; p < 8; p++) P[p] = p < np ? acc[p][v] : _mm512_setzero_ps();
+        if (m > (size_t)v * 16) oxo_tstore16_f32(y + (ptrdiff_t)v * 16 * rs_y, rs_y, m - (size_t)v * 16, P, np);
+    }
+}
+
+/* the GEMM tile with C transposed (rs_c 1): MR rows x NV vectors of n columns, each column
+ * one masked row of MR elements, cs_c apart */
+static inline __attribute__((always_inline)) void
+oxo_gemm_tstore_f32(float *c, ptrdiff_t cs_c, size_t n, __m512 acc[][OXO_NV], const int mr, const int nv)
+{
+    OXO_UNROLL for (int v = 0; v < nv; v++) {
+        __m512 P[8];
+        OXO_UNROLL for (int i = 0; i < 8; i++) P[i] = i < mr ? acc[i][v] : _mm512_setzero_ps();
+        if (n > (size_t)v * 16) oxo_tstore16_f32(c + (ptrdiff_t)v * 16 * cs_c, cs_c, n - (size_t)v * 16, P, mr);
+    }
+}
+#define OXO_TSTORE(c, cs_c, n, acc, MR, NV) oxo_gemm_tstore_f32(c, cs_c, n, acc, MR, NV)
 #define OXO_FV_STORE(y, rs_y, m, acc, np) oxo_fv_store_f32(y, rs_y, m, acc, np)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"

@@ -34,7 +34,7 @@
         T acc[OXO_SMR][OXO_SNR];                                                               \
         for (size_t i = 0; i < m; i++)                                                         \
             for (size_t j = 0; j < n; j++)                                                     \
-                acc[i][j] = (t->flags & OXO_TILE_ACCUM) ? c[i * t->rs_c + j] : (T)0;           \
+                acc[i][j] = (t->flags & OXO_TILE_ACCUM) ? c[i * t->rs_c + j * t->cs_c] : (T)0; \
         for (size_t p = 0; p < t->k; p++) {                                                    \
             const T *brow = b + (ptrdiff_t)p * t->rs_b;                                        \
             for (size_t i = 0; i < m; i++) {                                                   \
@@ -50,7 +50,7 @@
                     else if (t->bias_mode == OXO_BIAS_COL) s += bias[j];                       \
                     s = oxo_activate_scalar_(s, t->act);                                       \
                 }                                                                              \
-                c[i * t->rs_c + j] = s;                                                        \
+                c[i * t->rs_c + j * t->cs_c] = s;                                              \
             }                                                                                  \
     }                                                                                          \
     static void oxo_dot_##SUFFIX(const oxo_dot_tile *t)                                        \
