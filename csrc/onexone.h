@@ -194,6 +194,9 @@ typedef struct oxo_kernels {
      * pixels x direct_fv_nv vectors) */
     oxo_direct_fv_ukernel direct_fv;
     size_t direct_fv_np, direct_fv_nv;
+    /* NULL, or a transpose of up to `lanes` rows: dst[k*ld + i] = src[i*rs + k] for
+     * i < lanes (0 for rows i >= rows), k < cols (direct_fv's packed weights) */
+    void (*transpose_rows)(const void *src, ptrdiff_t rs, size_t rows, size_t cols, void *dst, size_t ld);
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */

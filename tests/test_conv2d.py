@@ -442,7 +442,9 @@ def test_fv_kernel_sweep_exact(isa, dtype, rng, fv_forced, n, c, f, h, w, kh, kw
     assert _fv_runs() == runs + (isa == "avx512")
 
 
-# Shapes the rule itself sends to the kernel: 2 blocks of channels (the second part-used),
+# Shapes the rule itself sends to the kernel (the packing by 16 x 16 transposes where W's
+# columns are contiguous, by a scalar copy for the transposed view and the stem's reordered
+# taps: the same bits): 2 blocks of channels (the second part-used),
 # rows of 42 and 45 pixels (a 3-pixel tile), runs of 3 and 5, a stride-2 stem (runs of 1),
 # dilation 2, a batch of 2, a strided (gapped) input.
 FV_LAYERS = [
@@ -450,6 +452,10 @@ FV_LAYERS = [
     ("5x5-odd-rows", 1, 24, 33, 30, 45, 5, 5, 1, 2, 1),
     ("stem-s2", 1, 3, 64, 120, 120, 7, 7, 2, 3, 1),
     ("dilated-batch", 2, 48, 40, 26, 30, 3, 3, 1, 2, 2),
+    # a small map (196 pixels) and a batch of 10x10 maps: the pixels of the whole call count,
+    # C not a multiple of the packing's 16 channels
+    ("small-map", 1, 264, 56, 14, 14, 3, 3, 1, 1, 1),
+    ("batch-of-small-maps", 2, 260, 64, 10, 10, 3, 3, 1, 1, 1),
 ]
 
 

@@ -425,13 +425,19 @@ static void dtail_thread(void *arg, int tid)
  * calls, pixel kernel -> this one: 2 threads r50.c2.3x3 275 -> 335 GFLOP/s (1.22x),
  * r50.c3.3x3 1.12x, incep3a.3x3 1.12x, the r50 stem 1.27x; 1 thread 1.21x, 1.17x, 1.14x,
  * 1.21x; batch 8 1.11-1.18x; float64 1.18-1.30x. Packing W costs a pass over
- * F*C*taps weights, which the kernel then reuses Ho*Wo times, and the copy one over x: it
- * runs from maps of OXO_FV_MIN_PIXELS output pixels and calls of OXO_FV_MIN_FLOPS, with rows
- * of at least a tile's pixels and blocks of channels at least half used (r50.c4.3x3, 196
- * pixels and 590K weights, packing 306 us of 1.7 ms on one thread: 1.00x; incep3a.5x5, 20
- * MFLOP: 0.72x on 2 threads). */
-enum { OXO_FV_MIN_PIXELS = 256 };
+ * F*C*taps weights (ks->transpose_rows: 16 x 16 register transposes), which the kernel then
+ * reuses N*Ho*Wo times, and the copy one over x: it runs from OXO_FV_MIN_PIXELS output
+ * pixels per call, more where W exceeds OXO_FV_W_BYTES (its pass then comes from DRAM), and
+ * calls of OXO_FV_MIN_FLOPS, with rows of at least a tile's pixels and blocks of channels at
+ * least half used. Alternating calls, 2 / 1 threads, pixel kernel -> this one: r50.c4.3x3
+ * (196 pixels, 590K weights packed in 199 us on one thread, 279 us with a scalar copy)
+ * 1.11x / 1.12x, 128->128 at 14x14 1.09x / 1.18x, r50.c4.3x3 at batch 8 1.22x / 1.24x,
+ * 512->512 at 7x7 batch 4 1.06x / 1.07x; 256->256 at 12x12 (144 pixels) 0.78x / 1.03x,
+ * at 10x10 0.87x / 0.96x, 512->512 at 14x14 (2.4M weights) 0.89x / 0.91x; incep3a.5x5, 20
+ * MFLOP: 0.72x on 2 threads. */
+enum { OXO_FV_MIN_PIXELS = 192 };
 #define OXO_FV_MIN_FLOPS 5e7
+#define OXO_FV_W_BYTES (4.0 * 1024 * 1024)
 
 static atomic_int allow_fv = 1; /* tests: 0 never, 1 by the rule, 2 wherever the ISA has it */
 static atomic_size_t fv_runs = 0;
@@ -442,10 +448,11 @@ static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_con
 {
     const int mode = atomic_load_explicit(&allow_fv, memory_order_relaxed);
     if (!ks->direct_fv || mode != 1) return ks->direct_fv && mode == 2;
-    const size_t block = ks->direct_fv_nv * ks->lanes, pixels = g->ho * g->wo;
-    const double flops = 2.0 * (double)x->n * (double)f * (double)pixels * (double)(x->c * g->kh * g->kw);
-    return pixels >= OXO_FV_MIN_PIXELS && flops >= OXO_FV_MIN_FLOPS && g->wo >= ks->direct_fv_np &&
-           2 * f >= cdiv(f, block) * block;
+    const size_t block = ks->direct_fv_nv * ks->lanes;
+    const double pixels = (double)x->n * (double)(g->ho * g->wo), weights = (double)f * (double)(x->c * g->kh * g->kw);
+    const double flops = 2.0 * pixels * weights, wbytes = weights * 64.0 / (double)ks->lanes; /* zmm */
+    return pixels >= OXO_FV_MIN_PIXELS * (wbytes > OXO_FV_W_BYTES ? wbytes / OXO_FV_W_BYTES : 1.0) &&
+           flops >= OXO_FV_MIN_FLOPS && g->wo >= ks->direct_fv_np && 2 * f >= cdiv(f, block) * block;
 }
 
 typedef struct fvrun {
@@ -455,6 +462,7 @@ typedef struct fvrun {
     const size_t *order;      /* [taps]: the taps (kh*KW + kw) in run order */
     const ptrdiff_t *run_off; /* [runs]: the input offset of each run's first tap */
     char *wp, *bp;            /* packed weights [blocks][k][block], bias [blocks][block] or NULL */
+    int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
     atomic_size_t next_pack, next;
 } fvrun;
@@ -488,6 +496,28 @@ enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
 OXO_DEFINE_FV_PACK(float, fv_pack_f32)
 OXO_DEFINE_FV_PACK(double, fv_pack_f64)
 
+/* The same unit where the packed block is W's block transposed (r->by_rows): the ISA's
+ * transpose of `lanes` rows at a time, the bias as above. r50.c4.3x3 (590K weights), one
+ * thread: 279 -> 199 us. */
+static void fv_pack_by_rows(const fvrun *r, size_t u)
+{
+    const dplan *p = r->p;
+    const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C), j = u / cchunks, lanes = p->lanes, es = p->es;
+    const size_t c0 = u % cchunks * OXO_FV_PACK_C, c1 = min_sz(c0 + OXO_FV_PACK_C, p->c);
+    const size_t f0 = j * r->block, nf = min_sz(r->block, p->f - f0), k0 = c0 * p->taps;
+    for (size_t v = 0; v * lanes < r->block; v++) {
+        const size_t rows = nf > v * lanes ? min_sz(nf - v * lanes, lanes) : 0;
+        const char *src = (const char *)p->wt + (rows ? ((ptrdiff_t)(f0 + v * lanes) * p->rs_w + (ptrdiff_t)k0) * (ptrdiff_t)es : 0);
+        char *dst = r->wp + ((j * r->k + k0) * r->block + v * lanes) * es;
+        p->ks->transpose_rows(src, p->rs_w, rows, (c1 - c0) * p->taps, dst, r->block);
+    }
+    if (r->bp && c0 == 0) {
+        char *bias = r->bp + j * r->block * es;
+        memset(bias, 0, r->block * es);
+        memcpy(bias, (const char *)p->bias + f0 * es, nf * es);
+    }
+}
+
 static void fv_pack_thread(void *arg, int tid)
 {
     (void)tid;
@@ -496,7 +526,8 @@ static void fv_pack_thread(void *arg, int tid)
     for (;;) {
         const size_t u = atomic_fetch_add_explicit(&r->next_pack, 1, memory_order_relaxed);
         if (u >= units) break;
-        if (r->p->es == 8) fv_pack_f64(r, u);
+        if (r->by_rows) fv_pack_by_rows(r, u);
+        else if (r->p->es == 8) fv_pack_f64(r, u);
         else fv_pack_f32(r, u);
     }
 }
@@ -584,6 +615,8 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.wp = oxo_scratch_alloc((r.blocks * r.k + (p->bias ? r.blocks : 0)) * r.block * p->es);
     if (!r.wp) return OXO_ENOMEM;
     r.bp = p->bias ? r.wp + r.blocks * r.k * r.block * p->es : NULL;
+    r.by_rows = p->ks->transpose_rows && p->cs_w == 1;
+    for (size_t s = 0; s < p->taps && r.by_rows; s++) r.by_rows = order[s] == s;
     atomic_init(&r.next_pack, 0);
     /* all threads, even for a few units: a worker left idle now falls asleep, and on some
      * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long

@@ -163,6 +163,47 @@ oxo_gemm_tstore_f32(float *c, ptrdiff_t cs_c, size_t n, __m512 acc[][OXO_NV], co
     }
 }
 #define OXO_TSTORE(c, cs_c, n, acc, MR, NV) oxo_gemm_tstore_f32(c, cs_c, n, acc, MR, NV)
+
+/* oxo_kernels.transpose_rows: 16 rows x 16 columns at a time, loaded (the last columns under
+ * a mask; rows past `rows` as zeros), transposed in registers (unpack pairs of rows, shuffle
+ * to 4 rows per 128-bit block, then two rounds of 128-bit block shuffles: 64 shuffles per 256
+ * elements) and stored as 16 rows of dst. The channel-vectorized direct kernel's weights are
+ * packed by it: r50.c4.3x3's 590K weights on one thread 279 us with a scalar copy. */
+static void oxo_f32_transpose_rows__avx512(const void *src_, ptrdiff_t rs, size_t rows, size_t cols,
+                                           void *dst_, size_t ld)
+{
+    const float *src = (const float *)src_;
+    float *dst = (float *)dst_;
+    for (size_t k = 0; k < cols; k += 16) {
+        const size_t nk = cols - k < 16 ? cols - k : 16;
+        const __mmask16 m = (__mmask16)(0xFFFFu >> (16 - nk));
+        __m512 r[16], t[16], u[16];
+        OXO_UNROLL for (int i = 0; i < 16; i++)
+            r[i] = (size_t)i < rows ? _mm512_maskz_loadu_ps(m, src + (ptrdiff_t)i * rs + k) : _mm512_setzero_ps();
+        OXO_UNROLL for (int j = 0; j < 8; j++) { /* per 128-bit block: rows 2j, 2j+1 interleaved */
+            t[2 * j] = _mm512_unpacklo_ps(r[2 * j], r[2 * j + 1]);
+            t[2 * j + 1] = _mm512_unpackhi_ps(r[2 * j], r[2 * j + 1]);
+        }
+        OXO_UNROLL for (int j = 0; j < 4; j++) { /* u[4j + c], block b: rows 4j..4j+3 of column 4b + c */
+            u[4 * j] = _mm512_shuffle_ps(t[4 * j], t[4 * j + 2], 0x44);
+            u[4 * j + 1] = _mm512_shuffle_ps(t[4 * j], t[4 * j + 2], 0xEE);
+            u[4 * j + 2] = _mm512_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0x44);
+            u[4 * j + 3] = _mm512_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0xEE);
+        }
+        OXO_UNROLL for (int c = 0; c < 4; c++) { /* columns c, 4 + c, 8 + c, 12 + c */
+            const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+            const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+            const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+            const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+            const __m512 col[4] = {_mm512_shuffle_f32x4(v0, w0, 0x88), _mm512_shuffle_f32x4(v1, w1, 0x88),
+                                   _mm512_shuffle_f32x4(v0, w0, 0xDD), _mm512_shuffle_f32x4(v1, w1, 0xDD)};
+            OXO_UNROLL for (int b = 0; b < 4; b++) {
+                const size_t kk = (size_t)(4 * b + c);
+                if (kk < nk) _mm512_storeu_ps(dst + (k + kk) * ld, col[b]);
+            }
+        }
+    }
+}
 #define OXO_FV_STORE(y, rs_y, m, acc, np) oxo_fv_store_f32(y, rs_y, m, acc, np)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
@@ -218,7 +259,7 @@ static const oxo_kernels oxo_f32_kernels_avx512y = {
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
     oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
-    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV};
+    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
     oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
