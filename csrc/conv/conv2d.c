@@ -464,12 +464,14 @@ typedef struct fvrun {
     char *wp, *bp;            /* packed weights [blocks][k][block], bias [blocks][block] or NULL */
     int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
+    int pack_in_unit;         /* each unit is a whole block: it packs its weights first */
     atomic_size_t next_pack, next;
 } fvrun;
 
 /* Packing in units of (block j, OXO_FV_PACK_C channels): W's rows of the block read
  * together (their cache lines serve 16 taps in turn), the packed block written in order. */
 enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
+#define OXO_FV_PACK_IN_UNIT_FLOPS 1e8
 
 #define OXO_DEFINE_FV_PACK(T, NAME)                                                             \
     static void NAME(const fvrun *r, size_t u)                                                  \
@@ -518,6 +520,13 @@ static void fv_pack_by_rows(const fvrun *r, size_t u)
     }
 }
 
+static void fv_pack(const fvrun *r, size_t u)
+{
+    if (r->by_rows) fv_pack_by_rows(r, u);
+    else if (r->p->es == 8) fv_pack_f64(r, u);
+    else fv_pack_f32(r, u);
+}
+
 static void fv_pack_thread(void *arg, int tid)
 {
     (void)tid;
@@ -526,9 +535,7 @@ static void fv_pack_thread(void *arg, int tid)
     for (;;) {
         const size_t u = atomic_fetch_add_explicit(&r->next_pack, 1, memory_order_relaxed);
         if (u >= units) break;
-        if (r->by_rows) fv_pack_by_rows(r, u);
-        else if (r->p->es == 8) fv_pack_f64(r, u);
-        else fv_pack_f32(r, u);
+        fv_pack(r, u);
     }
 }
 
@@ -540,6 +547,10 @@ static void fv_unit(const fvrun *r, size_t u)
     const size_t b = u / (r->blocks * r->r_parts), j = u / r->r_parts % r->blocks, rr = u % r->r_parts;
     const size_t h0 = g->ho * rr / r->r_parts, h1 = g->ho * (rr + 1) / r->r_parts;
     const size_t es = p->es, np = p->ks->direct_fv_np;
+    if (r->pack_in_unit) {
+        const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C);
+        for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc);
+    }
     oxo_direct_fv_tile t = {
         .m = min_sz(r->block, p->f - j * r->block), .c = p->c, .runs = r->runs, .run = r->run,
         .w = r->wp + j * r->k * r->block * es, .cs_x = p->src_c, .run_off = r->run_off,
@@ -617,13 +628,6 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.bp = p->bias ? r.wp + r.blocks * r.k * r.block * p->es : NULL;
     r.by_rows = p->ks->transpose_rows && p->cs_w == 1;
     for (size_t s = 0; s < p->taps && r.by_rows; s++) r.by_rows = order[s] == s;
-    atomic_init(&r.next_pack, 0);
-    /* all threads, even for a few units: a worker left idle now falls asleep, and on some
-     * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
-     * as on one in half the calls) */
-    const size_t pack_units = r.blocks * cdiv(p->c, OXO_FV_PACK_C);
-    oxo_parallel(pack_units < (size_t)nt ? (int)pack_units : nt, fv_pack_thread, &r);
-
     /* units of (image, block, rows): about OXO_FV_UNITS_PER_THREAD a thread, taken
      * dynamically (a worker that wakes late leaves its share to the others). 2 a thread
      * against 4, alternating calls, 2 threads: r50.c3.3x3 1.05-1.08x, incep3a.3x3 1.05x,
@@ -631,6 +635,21 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     const size_t want = (size_t)nt * OXO_FV_UNITS_PER_THREAD, have = p->n * r.blocks;
     r.r_parts = nt > 1 && have < want ? min_sz(cdiv(want, have), p->g->ho) : 1;
     r.units = have * r.r_parts;
+    /* Where every unit is a whole block (one image, no row parts) of a large call, the unit
+     * packs its block's weights itself, right before its tiles read them: no separate pass,
+     * and the block (294 KiB for r50.c4.3x3) is still in L2. Alternating calls, 2 / 1
+     * threads, packing pass -> in the unit: r50.c4.3x3 1.10-1.11x / 1.03-1.04x, r50.c3.3x3
+     * 1.03-1.04x / 1.00x, incep3a.3x3 1.01-1.03x / 0.99x; 128->128 at 14x14 (58 MFLOP, 4
+     * blocks) 0.95-0.97x on 2 threads, where the pass's finer units balance better. */
+    const double flops = 2.0 * (double)p->f * (double)r.k * (double)p->plane * (double)p->n;
+    r.pack_in_unit = p->n == 1 && r.r_parts == 1 && flops >= OXO_FV_PACK_IN_UNIT_FLOPS;
+    atomic_init(&r.next_pack, 0);
+    /* all threads, even for a few units: a worker left idle now falls asleep, and on some
+     * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
+     * as on one in half the calls) */
+    const size_t pack_units = r.blocks * cdiv(p->c, OXO_FV_PACK_C);
+    if (!r.pack_in_unit) oxo_parallel(pack_units < (size_t)nt ? (int)pack_units : nt, fv_pack_thread, &r);
+
     atomic_init(&r.next, 0);
     oxo_parallel(r.units < (size_t)nt ? (int)r.units : nt, fv_thread, &r);
     oxo_scratch_free(r.wp);
