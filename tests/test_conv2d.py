@@ -456,9 +456,12 @@ FV_LAYERS = [
     # C not a multiple of the packing's 16 channels
     ("small-map", 1, 264, 56, 14, 14, 3, 3, 1, 1, 1),
     ("batch-of-small-maps", 2, 260, 64, 10, 10, 3, 3, 1, 1, 1),
-    # 118 MFLOP: on one thread each unit packs its own block; on 2 and 3, row parts share
-    # the blocks, packed in a pass before the tiles
+    # on one thread each unit packs its own block into the thread's scratch; on 2 and 3,
+    # row parts share the blocks, packed in a pass before the tiles
     ("pack-in-unit", 1, 256, 64, 20, 20, 3, 3, 1, 1, 1),
+    # 7 blocks (the last 8 channels of 32): each unit packs its block on 1, 2 and 3 threads,
+    # every thread into its own scratch
+    ("pack-in-unit-threads", 1, 96, 200, 14, 14, 3, 3, 1, 1, 1),
 ]
 
 

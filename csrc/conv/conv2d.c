@@ -461,7 +461,8 @@ typedef struct fvrun {
     size_t runs, run;         /* the taps in runs of `run` consecutive columns */
     const size_t *order;      /* [taps]: the taps (kh*KW + kw) in run order */
     const ptrdiff_t *run_off; /* [runs]: the input offset of each run's first tap */
-    char *wp, *bp;            /* packed weights [blocks][k][block], bias [blocks][block] or NULL */
+    char *wp, *bp;            /* packed weights [blocks][k][block], bias [blocks][block] or NULL;
+                                 with pack_in_unit, one block and its bias per thread */
     int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
     int pack_in_unit;         /* each unit is a whole block: it packs its weights first */
@@ -471,17 +472,31 @@ typedef struct fvrun {
 /* Packing in units of (block j, OXO_FV_PACK_C channels): W's rows of the block read
  * together (their cache lines serve 16 taps in turn), the packed block written in order. */
 enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
-#define OXO_FV_PACK_IN_UNIT_FLOPS 1e8
+
+/* Where block j's packed weights and bias go: their place in the packed W, or with
+ * pack_in_unit the calling thread's block, reused by its every unit (it stays in L2: writing
+ * each block to its own place, r50.c4.3x3's 2.4 MB, took the lines from L3 on every call). */
+static char *fv_wblock(const fvrun *r, size_t j, int tid)
+{
+    const size_t es = r->p->es, per = (r->k + 1) * r->block * es;
+    return r->pack_in_unit ? r->wp + (size_t)tid * per : r->wp + j * r->k * r->block * es;
+}
+
+static char *fv_bblock(const fvrun *r, size_t j, int tid)
+{
+    if (!r->bp) return NULL; /* no bias */
+    return r->pack_in_unit ? fv_wblock(r, j, tid) + r->k * r->block * r->p->es : r->bp + j * r->block * r->p->es;
+}
 
 #define OXO_DEFINE_FV_PACK(T, NAME)                                                             \
-    static void NAME(const fvrun *r, size_t u)                                                  \
+    static void NAME(const fvrun *r, size_t u, int tid)                                         \
     {                                                                                           \
         const dplan *p = r->p;                                                                  \
         const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C), j = u / cchunks;                      \
         const size_t c0 = u % cchunks * OXO_FV_PACK_C, c1 = min_sz(c0 + OXO_FV_PACK_C, p->c);   \
         const size_t f0 = j * r->block, nf = min_sz(r->block, p->f - f0);                       \
         const T *w = (const T *)p->wt + (ptrdiff_t)f0 * p->rs_w;                                \
-        T *dst = (T *)r->wp + (j * r->k + c0 * p->taps) * r->block;                             \
+        T *dst = (T *)fv_wblock(r, j, tid) + c0 * p->taps * r->block;                           \
         for (size_t c = c0; c < c1; c++) {                                                      \
             for (size_t s = 0; s < p->taps; s++, dst += r->block) {                             \
                 const ptrdiff_t col = (ptrdiff_t)(c * p->taps + r->order[s]) * p->cs_w;         \
@@ -491,7 +506,7 @@ enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
             }                                                                                   \
         }                                                                                       \
         if (r->bp && c0 == 0) {                                                                 \
-            T *bias = (T *)r->bp + j * r->block;                                                \
+            T *bias = (T *)fv_bblock(r, j, tid);                                                \
             for (size_t i = 0; i < r->block; i++) bias[i] = i < nf ? ((const T *)p->bias)[f0 + i] : 0; \
         }                                                                                       \
     }
@@ -501,7 +516,7 @@ OXO_DEFINE_FV_PACK(double, fv_pack_f64)
 /* The same unit where the packed block is W's block transposed (r->by_rows): the ISA's
  * transpose of `lanes` rows at a time, the bias as above. r50.c4.3x3 (590K weights), one
  * thread: 279 -> 199 us. */
-static void fv_pack_by_rows(const fvrun *r, size_t u)
+static void fv_pack_by_rows(const fvrun *r, size_t u, int tid)
 {
     const dplan *p = r->p;
     const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C), j = u / cchunks, lanes = p->lanes, es = p->es;
@@ -510,37 +525,36 @@ static void fv_pack_by_rows(const fvrun *r, size_t u)
     for (size_t v = 0; v * lanes < r->block; v++) {
         const size_t rows = nf > v * lanes ? min_sz(nf - v * lanes, lanes) : 0;
         const char *src = (const char *)p->wt + (rows ? ((ptrdiff_t)(f0 + v * lanes) * p->rs_w + (ptrdiff_t)k0) * (ptrdiff_t)es : 0);
-        char *dst = r->wp + ((j * r->k + k0) * r->block + v * lanes) * es;
+        char *dst = fv_wblock(r, j, tid) + (k0 * r->block + v * lanes) * es;
         p->ks->transpose_rows(src, p->rs_w, rows, (c1 - c0) * p->taps, dst, r->block);
     }
     if (r->bp && c0 == 0) {
-        char *bias = r->bp + j * r->block * es;
+        char *bias = fv_bblock(r, j, tid);
         memset(bias, 0, r->block * es);
         memcpy(bias, (const char *)p->bias + f0 * es, nf * es);
     }
 }
 
-static void fv_pack(const fvrun *r, size_t u)
+static void fv_pack(const fvrun *r, size_t u, int tid)
 {
-    if (r->by_rows) fv_pack_by_rows(r, u);
-    else if (r->p->es == 8) fv_pack_f64(r, u);
-    else fv_pack_f32(r, u);
+    if (r->by_rows) fv_pack_by_rows(r, u, tid);
+    else if (r->p->es == 8) fv_pack_f64(r, u, tid);
+    else fv_pack_f32(r, u, tid);
 }
 
 static void fv_pack_thread(void *arg, int tid)
 {
-    (void)tid;
     fvrun *r = (fvrun *)arg;
     const size_t units = r->blocks * cdiv(r->p->c, OXO_FV_PACK_C);
     for (;;) {
         const size_t u = atomic_fetch_add_explicit(&r->next_pack, 1, memory_order_relaxed);
         if (u >= units) break;
-        fv_pack(r, u);
+        fv_pack(r, u, tid);
     }
 }
 
 /* Unit u: image b, block j, output rows [h0, h1). */
-static void fv_unit(const fvrun *r, size_t u)
+static void fv_unit(const fvrun *r, size_t u, int tid)
 {
     const dplan *p = r->p;
     const oxo_conv2d_geom *g = p->g;
@@ -549,12 +563,12 @@ static void fv_unit(const fvrun *r, size_t u)
     const size_t es = p->es, np = p->ks->direct_fv_np;
     if (r->pack_in_unit) {
         const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C);
-        for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc);
+        for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc, tid);
     }
     oxo_direct_fv_tile t = {
         .m = min_sz(r->block, p->f - j * r->block), .c = p->c, .runs = r->runs, .run = r->run,
-        .w = r->wp + j * r->k * r->block * es, .cs_x = p->src_c, .run_off = r->run_off,
-        .bias = r->bp ? r->bp + j * r->block * es : NULL, .act = p->act, .rs_y = (ptrdiff_t)p->plane,
+        .w = fv_wblock(r, j, tid), .cs_x = p->src_c, .run_off = r->run_off,
+        .bias = fv_bblock(r, j, tid), .act = p->act, .rs_y = (ptrdiff_t)p->plane,
     };
     for (size_t ho = h0; ho < h1; ho++) {
         for (size_t wo = 0; wo < g->wo; wo += np) {
@@ -568,12 +582,11 @@ static void fv_unit(const fvrun *r, size_t u)
 
 static void fv_thread(void *arg, int tid)
 {
-    (void)tid;
     fvrun *r = (fvrun *)arg;
     for (;;) {
         const size_t u = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
         if (u >= r->units) break;
-        fv_unit(r, u);
+        fv_unit(r, u, tid);
     }
 }
 
@@ -622,10 +635,6 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.block = p->ks->direct_fv_nv * p->lanes;
     r.blocks = cdiv(p->f, r.block);
     r.k = p->c * p->taps;
-    if (r.k && r.blocks > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;
-    r.wp = oxo_scratch_alloc((r.blocks * r.k + (p->bias ? r.blocks : 0)) * r.block * p->es);
-    if (!r.wp) return OXO_ENOMEM;
-    r.bp = p->bias ? r.wp + r.blocks * r.k * r.block * p->es : NULL;
     r.by_rows = p->ks->transpose_rows && p->cs_w == 1;
     for (size_t s = 0; s < p->taps && r.by_rows; s++) r.by_rows = order[s] == s;
     /* units of (image, block, rows): about OXO_FV_UNITS_PER_THREAD a thread, taken
@@ -635,14 +644,24 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     const size_t want = (size_t)nt * OXO_FV_UNITS_PER_THREAD, have = p->n * r.blocks;
     r.r_parts = nt > 1 && have < want ? min_sz(cdiv(want, have), p->g->ho) : 1;
     r.units = have * r.r_parts;
-    /* Where every unit is a whole block (one image, no row parts) of a large call, the unit
-     * packs its block's weights itself, right before its tiles read them: no separate pass,
-     * and the block (294 KiB for r50.c4.3x3) is still in L2. Alternating calls, 2 / 1
-     * threads, packing pass -> in the unit: r50.c4.3x3 1.10-1.11x / 1.03-1.04x, r50.c3.3x3
-     * 1.03-1.04x / 1.00x, incep3a.3x3 1.01-1.03x / 0.99x; 128->128 at 14x14 (58 MFLOP, 4
-     * blocks) 0.95-0.97x on 2 threads, where the pass's finer units balance better. */
-    const double flops = 2.0 * (double)p->f * (double)r.k * (double)p->plane * (double)p->n;
-    r.pack_in_unit = p->n == 1 && r.r_parts == 1 && flops >= OXO_FV_PACK_IN_UNIT_FLOPS;
+    /* Where every unit is a whole block (one image, no row parts), the unit packs its
+     * block's weights itself, right before its tiles read them, into its thread's one block
+     * of scratch: no separate pass, and both the packed block (294 KiB for r50.c4.3x3) and
+     * the lines it is written to stay in L2. Alternating calls, 2 / 1 threads, packing pass
+     * -> in the unit (each block to its own place): r50.c4.3x3 1.10-1.11x / 1.03-1.04x,
+     * r50.c3.3x3 1.03-1.04x / 1.00x, incep3a.3x3 1.01-1.03x / 0.99x, 128->128 at 14x14
+     * 0.95-0.97x on 2 threads; then into the thread's block instead (the lines of a block's
+     * own place came from L3: r50.c4.3x3's packing took 15% of its time on one thread, 6%
+     * when W and those lines are in L2): r50.c4.3x3 1.08x / 1.08-1.09x, r50.c3.3x3 1.00x /
+     * 1.02x, incep3a.3x3 1.02x / 1.01x, 128->128, 160->160 and 192->192 at 14x14 1.05-1.08x
+     * / 1.05-1.10x against the pass. */
+    r.pack_in_unit = p->n == 1 && r.r_parts == 1;
+    /* the packed weights: every block's, or one block (and its bias) a thread */
+    const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks, per = r.pack_in_unit ? r.k + 1 : r.k;
+    if (r.k && slots > (size_t)-1 / (r.k + 1) / r.block / p->es / 2) return OXO_ENOMEM;
+    r.wp = oxo_scratch_alloc((slots * per + (p->bias && !r.pack_in_unit ? r.blocks : 0)) * r.block * p->es);
+    if (!r.wp) return OXO_ENOMEM;
+    r.bp = !p->bias ? NULL : r.pack_in_unit ? r.wp + r.k * r.block * p->es : r.wp + r.blocks * r.k * r.block * p->es;
     atomic_init(&r.next_pack, 0);
     /* all threads, even for a few units: a worker left idle now falls asleep, and on some
      * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
