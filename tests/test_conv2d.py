@@ -487,6 +487,19 @@ def test_fv_kernel_by_the_rule(isa, dtype, rng, case):
         assert_conv2d_matches(y, x, wt, b, stride=s, padding=p, dilation=d, activation="relu")
 
 
+def test_fv_kernel_on_a_small_map(isa, dtype, rng):
+    # 49 pixels, 100 MFLOP, stride 1: the rule sends float32 to the kernel (each unit packs
+    # its block; 11 blocks, the last 10 channels of 32), float64 to the pixel kernel
+    x, wt, b = _inputs(rng, 1, 344, 330, 7, 7, 3, 3, dtype, True, integer=False)
+    runs = _fv_runs()
+    y1 = onexone.conv2d(x, wt, b, padding=1, activation="relu", algorithm="direct", n_threads=1)
+    assert _fv_runs() == runs + (isa == "avx512" and dtype == np.float32)
+    assert_conv2d_matches(y1, x, wt, b, padding=1, activation="relu")
+    for nt in (2, 3):
+        y = onexone.conv2d(x, wt, b, padding=1, activation="relu", algorithm="direct", n_threads=nt)
+        assert same_bits(y, y1), f"n_threads={nt}"
+
+
 def test_fv_kernel_exact_on_a_layer(isa, dtype, rng):
     x, wt, b = _inputs(rng, 1, 48, 40, 42, 42, 3, 3, dtype, True, integer=True)
     runs = _fv_runs()

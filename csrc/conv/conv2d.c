@@ -434,10 +434,20 @@ static void dtail_thread(void *arg, int tid)
  * 1.11x / 1.12x, 128->128 at 14x14 1.09x / 1.18x, r50.c4.3x3 at batch 8 1.22x / 1.24x,
  * 512->512 at 7x7 batch 4 1.06x / 1.07x; 256->256 at 12x12 (144 pixels) 0.78x / 1.03x,
  * at 10x10 0.87x / 0.96x, 512->512 at 14x14 (2.4M weights) 0.89x / 0.91x; incep3a.5x5, 20
- * MFLOP: 0.72x on 2 threads. */
+ * MFLOP: 0.72x on 2 threads. Once a unit packs its block into its thread's scratch (see
+ * run_fv), fewer pixels pay in float32 where the taps run along whole kernel rows and a
+ * block's packed weights fit in about half of L2, from OXO_FV_SMALL_MAP_FLOPS (alternating
+ * calls, 2 / 1 threads, pixel kernel -> this one): r50.c5.3x3 (49 pixels) 1.08x / 1.15x,
+ * 384->384 at 7x7 1.01x / 1.14x, 512->512 at 14x14 1.13x / 1.20x, r50.c5.3x3 at batch 4
+ * 1.02x / 1.16x, 256->256 at 10x10 and 12x12 1.03-1.04x / 1.05-1.11x; kept out:
+ * 256->256 at 7x7 (58 MFLOP) 0.95x on 2 threads, 1024->1024 at 7x7 (1.2 MB a block)
+ * 0.89-0.92x, 512->512 stride 2 to 7x7 (runs of 1) 0.71-0.74x, and float64 (512->512 at
+ * 14x14 0.91x on 1 thread). */
 enum { OXO_FV_MIN_PIXELS = 192 };
 #define OXO_FV_MIN_FLOPS 5e7
 #define OXO_FV_W_BYTES (4.0 * 1024 * 1024)
+#define OXO_FV_SMALL_MAP_FLOPS 1e8
+#define OXO_FV_SMALL_MAP_BLOCK_BYTES (640.0 * 1024)
 
 static atomic_int allow_fv = 1; /* tests: 0 never, 1 by the rule, 2 wherever the ISA has it */
 static atomic_size_t fv_runs = 0;
@@ -451,8 +461,13 @@ static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_con
     const size_t block = ks->direct_fv_nv * ks->lanes;
     const double pixels = (double)x->n * (double)(g->ho * g->wo), weights = (double)f * (double)(x->c * g->kh * g->kw);
     const double flops = 2.0 * pixels * weights, wbytes = weights * 64.0 / (double)ks->lanes; /* zmm */
-    return pixels >= OXO_FV_MIN_PIXELS * (wbytes > OXO_FV_W_BYTES ? wbytes / OXO_FV_W_BYTES : 1.0) &&
-           flops >= OXO_FV_MIN_FLOPS && g->wo >= ks->direct_fv_np && 2 * f >= cdiv(f, block) * block;
+    if (flops < OXO_FV_MIN_FLOPS || g->wo < ks->direct_fv_np || 2 * f < cdiv(f, block) * block) return 0;
+    if (pixels >= OXO_FV_MIN_PIXELS * (wbytes > OXO_FV_W_BYTES ? wbytes / OXO_FV_W_BYTES : 1.0)) return 1;
+    /* fewer pixels (float32): runs as long as the kernel's rows (stride and dilation 1), a
+     * call of OXO_FV_SMALL_MAP_FLOPS, and one block's packed weights in about half of L2 */
+    const double block_bytes = (double)(x->c * g->kh * g->kw) * 64.0 * (double)ks->direct_fv_nv;
+    return ks->lanes == 16 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+           flops >= OXO_FV_SMALL_MAP_FLOPS && block_bytes <= OXO_FV_SMALL_MAP_BLOCK_BYTES;
 }
 
 typedef struct fvrun {
