@@ -288,6 +288,12 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
  * how many GEMMs took the full-K route so far. */
 void oxo_gemm_allow_full_k(int allow);
 size_t oxo_gemm_full_k_runs(void);
+/* GEMMs 21-24 columns wide (see gemm.c): 1 if this core's 512-bit FMAs run at full width, so
+ * the zmm set's masked tile is used instead of the narrow set (probed once; 0 without a
+ * narrow set). Tests only: mode 1 always the narrow set, 2 always the masked tile, 0 (the
+ * default) by the probe. */
+int oxo_gemm_full_width(const struct oxo_kernels *ks);
+void oxo_gemm_narrow_mode(int mode);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------
  * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran

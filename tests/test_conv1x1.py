@@ -346,3 +346,30 @@ def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, n, c, f,
     r = reference.conv1x1_naive(x, wt, b, groups=groups, activation="relu")
     tol = tolerance(c // groups, dtype, np.abs(x).max(), np.abs(wt).max(), np.abs(b).max())
     np.testing.assert_allclose(y0, r, rtol=0, atol=tol)
+
+
+# GEMMs 21-24 columns wide run on the half-width set or, where the FMA probe finds 512-bit
+# FMAs at full width, on the full set's tile with its second vector masked: NHWC with F = 21-24
+# and NCHW maps of 21-24 pixels, with row tails and two K blocks. Both give the same bits.
+NARROW_CASES = [(1, 144, 24, 7, 8, "NHWC"), (2, 300, 21, 5, 5, "NHWC"), (1, 520, 23, 3, 3, "NHWC"),
+                (3, 17, 22, 1, 1, "NHWC"), (1, 64, 40, 3, 8, "NCHW"), (2, 300, 9, 1, 21, "NCHW")]
+
+
+@pytest.mark.parametrize("n, c, f, h, w, layout", NARROW_CASES, ids=str)
+def test_narrow_columns_both_tiles(isa, dtype, rng, n, c, f, h, w, layout):
+    from onexone import _core
+
+    x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=True)
+    xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+    ys = []
+    try:
+        for mode in (1, 2, 0):
+            _core._narrow_mode(mode)
+            for nt in (1, 2):
+                y = onexone.conv1x1(xin, wt.reshape(f, c, 1, 1), b, activation="relu", layout=layout, n_threads=nt)
+                ys.append(np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y)
+    finally:
+        _core._narrow_mode(0)
+    assert_matches_references(ys[0], x, wt, b, "relu")
+    for y in ys[1:]:
+        assert same_bits(y, ys[0])

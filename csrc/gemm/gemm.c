@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../onexone.h"
 #include "../threads.h"
@@ -44,6 +45,44 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 {
     oxo_blocking b = {kc_for(dt), OXO_NC};
     return b;
+}
+
+/* 1 where a 512-bit FMA issues at the rate of a 256-bit one (two 512-bit FMA units a core, as
+ * on Intel's server cores), 0 where it costs two (Zen 4): the two sets' FMA probes (12
+ * independent chains each), best of 3 of 2000 rounds, once per process (about 30 us). Which
+ * narrow tile the engine uses does not change a result (every element's FMA chain is the
+ * same). Tests force either answer (oxo_gemm_narrow_mode). */
+static atomic_int narrow_mode = 0; /* 0: by the probe, 1: the narrow set, 2: masked zmm tiles */
+static atomic_int full_width = -1; /* the probe's answer, -1 before it ran */
+void oxo_gemm_narrow_mode(int mode) { atomic_store(&narrow_mode, mode); }
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    timespec_get(&t, TIME_UTC);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int oxo_gemm_full_width(const oxo_kernels *ks)
+{
+    int v = atomic_load_explicit(&full_width, memory_order_relaxed);
+    if (v >= 0 || !ks->narrow) return v > 0;
+    double wide = 1e9, half = 1e9;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t = seconds_now();
+        sink += ks->fma_probe(2000);
+        const double a = seconds_now() - t;
+        t = seconds_now();
+        sink += ks->narrow->fma_probe(2000);
+        const double b = seconds_now() - t;
+        if (a < wide) wide = a;
+        if (b < half) half = b;
+    }
+    (void)sink;
+    v = wide < 1.5 * half;
+    atomic_store_explicit(&full_width, v, memory_order_relaxed);
+    return v;
 }
 
 static atomic_int allow_full_k = 1;
@@ -459,13 +498,19 @@ int oxo_gemm_run(const oxo_gemm *g)
     }
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), g->dtype);
     if (!ks) return OXO_EINVAL;
-    /* N = 21..24 (NHWC with F = 24): the zmm set runs one vector and a dot-product tail of up
-     * to 8 columns; the narrow set's 8 x 24 ymm tile fits them. Measured, alternating calls,
-     * NHWC 144->24 at 56x56, GFLOP/s zmm / narrow: 1 thread 74.1 / 84.6, 2 threads 147.7 /
-     * 167.5. Wider N loses: F = 40 0.94-1.05x, 120 0.92-0.98x, NCHW 3080 pixels 0.73-0.81x. */
+    /* N = 21..24 (NHWC with F = 24): the zmm set would run one vector and a dot-product tail
+     * of up to 8 columns; the narrow set's 8 x 24 ymm tile fits them. Measured on Zen 4,
+     * alternating calls, NHWC 144->24 at 56x56, GFLOP/s zmm / narrow: 1 thread 74.1 / 84.6,
+     * 2 threads 147.7 / 167.5. Wider N loses: F = 40 0.94-1.05x, 120 0.92-0.98x, NCHW 3080
+     * pixels 0.73-0.81x. Where 512-bit FMAs run at full width (oxo_gemm_full_width), the ymm
+     * tile leaves half of each FMA unused; the zmm set's tile with its second vector masked
+     * to the 5-8 columns leaves a quarter: on an Intel Xeon (two 512-bit FMA units), NHWC
+     * F = 24 at 14x14-112x112, narrow -> masked, 1 thread 1.26-1.38x, 2 threads 1.25-1.47x. */
     const size_t ntail = g->N % ks->lanes;
-    if (ks->narrow && !g->dot && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes)
-        ks = ks->narrow;
+    const int n21_24 = ks->narrow && !g->dot && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
+    const int mode = atomic_load_explicit(&narrow_mode, memory_order_relaxed);
+    const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_gemm_full_width(ks)));
+    if (n21_24 && !masked) ks = ks->narrow;
 
     plan pl;
     pl.g = g;
@@ -488,7 +533,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
      * along K); wider tails stay in masked vector tiles. */
     const size_t tail = g->N % ks->lanes;
-    pl.n_main = (!g->dot && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
+    pl.n_main = (!g->dot && !masked && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
     /* All of K per micro-kernel call (run_block_full_k) where that pays: one image per output,
      * K longer than one block, an image's B within half of L2 (so is its packed block, at most
      * NC columns wide) and the tail's transposed columns within 512 KiB. Measured against KC

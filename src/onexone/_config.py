@@ -156,7 +156,12 @@ def show_config(mode: str = "stdout"):
         f"available {', '.join(cfg['isa']['available'])})"
         + (f"; ONEXONE_ISA={cfg['isa']['forced_by_env']}" if cfg["isa"]["forced_by_env"] else ""),
         f"  kernels:    {cfg['kernels']['float32']}, {cfg['kernels']['float64']}"
-        + "".join(f" (+ {n} for 21-24 columns)" for n in _core.narrow_kernel_names().values() if n),
+        + "".join(
+            " (21-24 columns: masked 8x48 tiles, this core's 512-bit FMAs at full width)" if n == "masked"
+            else f" (+ {n} for 21-24 columns)"
+            for n in _core.narrow_kernel_names().values()
+            if n
+        ),
         "  OpenMP:     "
         + (f"yes, runtime {t['openmp_runtime']}" if t["openmp"] else "NO (built without OpenMP: single-threaded)"),
         f"  threads:    {t['default']} by default (omp_get_max_threads() = {t['omp_max_threads']}, "

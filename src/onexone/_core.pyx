@@ -43,6 +43,8 @@ cdef extern from "onexone.h" nogil:
     size_t oxo_l2_bytes()
     void oxo_gemm_allow_full_k(int allow)
     size_t oxo_gemm_full_k_runs()
+    int oxo_gemm_full_width(const oxo_kernels *ks)
+    void oxo_gemm_narrow_mode(int mode)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
     int oxo_openmp_enabled()
@@ -564,12 +566,16 @@ def kernel_names():
 
 
 def narrow_kernel_names():
-    """The half-width sets the engine takes for GEMMs 21-24 columns wide, per dtype (or None)."""
+    """What GEMMs 21-24 columns wide run on, per dtype: the half-width set's name, "masked"
+    where this core's 512-bit FMAs run at full width (the full set's tile, its second vector
+    masked; probed once), or None where the ISA has no half-width set."""
+    cdef const oxo_kernels *full
     cdef const oxo_kernels *k
     names = {}
     for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
-        k = <const oxo_kernels *>oxo_kernels_for(oxo_isa_active(), dt).narrow
-        names[key] = None if k == NULL else k.name.decode()
+        full = oxo_kernels_for(oxo_isa_active(), dt)
+        k = <const oxo_kernels *>full.narrow
+        names[key] = None if k == NULL else "masked" if oxo_gemm_full_width(full) else k.name.decode()
     return names
 
 
@@ -585,6 +591,12 @@ def blocking():
 def l2_bytes():
     """One core's L2 cache in bytes as onexone sees it (1 MiB where the OS does not say)."""
     return oxo_l2_bytes()
+
+
+def _narrow_mode(mode):
+    """Tests only: GEMMs 21-24 columns wide on the half-width set (1), on masked full-width
+    tiles (2), or as the FMA probe says (0, the default). The same results either way."""
+    oxo_gemm_narrow_mode(int(mode))
 
 
 def _allow_full_k(allow):
