@@ -223,6 +223,9 @@ const char *oxo_openmp_library(void); /* path of the OpenMP runtime in use, or N
 /* Measured fp32 FMA peak of the active ISA's kernels on n_threads threads, in GFLOP/s
  * (csrc/probe.c; the method of shared/probe/peak.c). Runs about `seconds`. */
 double oxo_probe_peak_gflops(int n_threads, double seconds);
+/* 1 if this core's 512-bit FMAs run at full width, so GEMMs 21-24 columns wide take ks's
+ * masked tile instead of its narrow set (probed once; 0 without a narrow set). */
+int oxo_probe_full_width(const oxo_kernels *ks);
 
 /* ---- the GEMM engine (csrc/gemm/gemm.c) ----------------------------------------------------
  * For b in [0, batch):  C_b = act(A_b @ B_b + bias)
@@ -288,11 +291,8 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
  * how many GEMMs took the full-K route so far. */
 void oxo_gemm_allow_full_k(int allow);
 size_t oxo_gemm_full_k_runs(void);
-/* GEMMs 21-24 columns wide (see gemm.c): 1 if this core's 512-bit FMAs run at full width, so
- * the zmm set's masked tile is used instead of the narrow set (probed once; 0 without a
- * narrow set). Tests only: mode 1 always the narrow set, 2 always the masked tile, 0 (the
- * default) by the probe. */
-int oxo_gemm_full_width(const struct oxo_kernels *ks);
+/* Tests only: GEMMs 21-24 columns wide always on the narrow set (1), always on the full set's
+ * masked tile (2), or by oxo_probe_full_width (0, the default). */
 void oxo_gemm_narrow_mode(int mode);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------

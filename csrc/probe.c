@@ -2,6 +2,7 @@
  * Every thread runs the active ISA's probe (12 independent FMA chains, as in
  * shared/probe/peak.c) for the same number of rounds; the wall time of the slowest
  * thread gives the rate. */
+#include <stdatomic.h>
 #include <time.h>
 
 #include "onexone.h"
@@ -50,4 +51,30 @@ double oxo_probe_peak_gflops(int n_threads, double seconds)
     const int ran = oxo_parallel(nt, probe_thread, &job);
     const double wall = now_s() - start;
     return (double)ran * (double)iters * flop_per_round / wall * 1e-9;
+}
+
+/* 1 where a 512-bit FMA issues at the rate of a 256-bit one (two 512-bit FMA units a core, as
+ * on Intel's server cores), 0 where it costs two (Zen 4): the full and the narrow set's
+ * probes, best of 3 of 2000 rounds each, once per process (about 30 us). The GEMM engine's
+ * choice of tile for 21-24 columns (gemm.c) rests on it, never a result: every element's FMA
+ * chain is the same on either tile. */
+int oxo_probe_full_width(const oxo_kernels *ks)
+{
+    static atomic_int full_width = -1; /* the answer, -1 before the probe ran */
+    int v = atomic_load_explicit(&full_width, memory_order_relaxed);
+    if (v >= 0 || !ks->narrow) return v > 0;
+    double wide = 1e9, half = 1e9;
+    for (int rep = 0; rep < 3; rep++) {
+        double t = now_s();
+        probe_sink = ks->fma_probe(2000);
+        const double a = now_s() - t;
+        t = now_s();
+        probe_sink = ks->narrow->fma_probe(2000);
+        const double b = now_s() - t;
+        if (a < wide) wide = a;
+        if (b < half) half = b;
+    }
+    v = wide < 1.5 * half;
+    atomic_store_explicit(&full_width, v, memory_order_relaxed);
+    return v;
 }

@@ -27,7 +27,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../onexone.h"
 #include "../threads.h"
@@ -47,43 +46,10 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
     return b;
 }
 
-/* 1 where a 512-bit FMA issues at the rate of a 256-bit one (two 512-bit FMA units a core, as
- * on Intel's server cores), 0 where it costs two (Zen 4): the two sets' FMA probes (12
- * independent chains each), best of 3 of 2000 rounds, once per process (about 30 us). Which
- * narrow tile the engine uses does not change a result (every element's FMA chain is the
- * same). Tests force either answer (oxo_gemm_narrow_mode). */
+/* GEMMs 21-24 columns wide: the narrow set or the full set's masked tile, by
+ * oxo_probe_full_width (probe.c). Tests force either (oxo_gemm_narrow_mode). */
 static atomic_int narrow_mode = 0; /* 0: by the probe, 1: the narrow set, 2: masked zmm tiles */
-static atomic_int full_width = -1; /* the probe's answer, -1 before it ran */
 void oxo_gemm_narrow_mode(int mode) { atomic_store(&narrow_mode, mode); }
-
-static double seconds_now(void)
-{
-    struct timespec t;
-    timespec_get(&t, TIME_UTC);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-int oxo_gemm_full_width(const oxo_kernels *ks)
-{
-    int v = atomic_load_explicit(&full_width, memory_order_relaxed);
-    if (v >= 0 || !ks->narrow) return v > 0;
-    double wide = 1e9, half = 1e9;
-    volatile float sink = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t = seconds_now();
-        sink += ks->fma_probe(2000);
-        const double a = seconds_now() - t;
-        t = seconds_now();
-        sink += ks->narrow->fma_probe(2000);
-        const double b = seconds_now() - t;
-        if (a < wide) wide = a;
-        if (b < half) half = b;
-    }
-    (void)sink;
-    v = wide < 1.5 * half;
-    atomic_store_explicit(&full_width, v, memory_order_relaxed);
-    return v;
-}
 
 static atomic_int allow_full_k = 1;
 static atomic_size_t full_k_runs = 0;
@@ -502,14 +468,14 @@ int oxo_gemm_run(const oxo_gemm *g)
      * of up to 8 columns; the narrow set's 8 x 24 ymm tile fits them. Measured on Zen 4,
      * alternating calls, NHWC 144->24 at 56x56, GFLOP/s zmm / narrow: 1 thread 74.1 / 84.6,
      * 2 threads 147.7 / 167.5. Wider N loses: F = 40 0.94-1.05x, 120 0.92-0.98x, NCHW 3080
-     * pixels 0.73-0.81x. Where 512-bit FMAs run at full width (oxo_gemm_full_width), the ymm
+     * pixels 0.73-0.81x. Where 512-bit FMAs run at full width (oxo_probe_full_width), the ymm
      * tile leaves half of each FMA unused; the zmm set's tile with its second vector masked
      * to the 5-8 columns leaves a quarter: on an Intel Xeon (two 512-bit FMA units), NHWC
      * F = 24 at 14x14-112x112, narrow -> masked, 1 thread 1.26-1.38x, 2 threads 1.25-1.47x. */
     const size_t ntail = g->N % ks->lanes;
     const int n21_24 = ks->narrow && !g->dot && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
     const int mode = atomic_load_explicit(&narrow_mode, memory_order_relaxed);
-    const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_gemm_full_width(ks)));
+    const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_probe_full_width(ks)));
     if (n21_24 && !masked) ks = ks->narrow;
 
     plan pl;

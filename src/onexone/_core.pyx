@@ -43,7 +43,7 @@ cdef extern from "onexone.h" nogil:
     size_t oxo_l2_bytes()
     void oxo_gemm_allow_full_k(int allow)
     size_t oxo_gemm_full_k_runs()
-    int oxo_gemm_full_width(const oxo_kernels *ks)
+    int oxo_probe_full_width(const oxo_kernels *ks)
     void oxo_gemm_narrow_mode(int mode)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
@@ -575,7 +575,7 @@ def narrow_kernel_names():
     for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
         full = oxo_kernels_for(oxo_isa_active(), dt)
         k = <const oxo_kernels *>full.narrow
-        names[key] = None if k == NULL else "masked" if oxo_gemm_full_width(full) else k.name.decode()
+        names[key] = None if k == NULL else "masked" if oxo_probe_full_width(full) else k.name.decode()
     return names
 
 
