@@ -476,8 +476,8 @@ typedef struct fvrun {
     size_t runs, run;         /* the taps in runs of `run` consecutive columns */
     const size_t *order;      /* [taps]: the taps (kh*KW + kw) in run order */
     const ptrdiff_t *run_off; /* [runs]: the input offset of each run's first tap */
-    char *wp, *bp;            /* packed weights [blocks][k][block], bias [blocks][block] or NULL;
-                                 with pack_in_unit, one block and its bias per thread */
+    char *wp, *bp;            /* packed weights [slots][k][block], bias [slots][block] or NULL:
+                                 a slot per block, or with pack_in_unit per thread */
     int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
     int pack_in_unit;         /* each unit is a whole block: it packs its weights first */
@@ -488,19 +488,19 @@ typedef struct fvrun {
  * together (their cache lines serve 16 taps in turn), the packed block written in order. */
 enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
 
-/* Where block j's packed weights and bias go: their place in the packed W, or with
- * pack_in_unit the calling thread's block, reused by its every unit (it stays in L2: writing
- * each block to its own place, r50.c4.3x3's 2.4 MB, took the lines from L3 on every call). */
+/* Where block j's packed weights and bias go: block j's slot, or with pack_in_unit the
+ * calling thread's, reused by its every unit (it stays in L2: writing each block to its own
+ * place, r50.c4.3x3's 2.4 MB, took the lines from L3 on every call). */
+static size_t fv_slot(const fvrun *r, size_t j, int tid) { return r->pack_in_unit ? (size_t)tid : j; }
+
 static char *fv_wblock(const fvrun *r, size_t j, int tid)
 {
-    const size_t es = r->p->es, per = (r->k + 1) * r->block * es;
-    return r->pack_in_unit ? r->wp + (size_t)tid * per : r->wp + j * r->k * r->block * es;
+    return r->wp + fv_slot(r, j, tid) * r->k * r->block * r->p->es;
 }
 
 static char *fv_bblock(const fvrun *r, size_t j, int tid)
 {
-    if (!r->bp) return NULL; /* no bias */
-    return r->pack_in_unit ? fv_wblock(r, j, tid) + r->k * r->block * r->p->es : r->bp + j * r->block * r->p->es;
+    return r->bp ? r->bp + fv_slot(r, j, tid) * r->block * r->p->es : NULL;
 }
 
 #define OXO_DEFINE_FV_PACK(T, NAME)                                                             \
@@ -666,17 +666,17 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
      * -> in the unit (each block to its own place): r50.c4.3x3 1.10-1.11x / 1.03-1.04x,
      * r50.c3.3x3 1.03-1.04x / 1.00x, incep3a.3x3 1.01-1.03x / 0.99x, 128->128 at 14x14
      * 0.95-0.97x on 2 threads; then into the thread's block instead (the lines of a block's
-     * own place came from L3: r50.c4.3x3's packing took 15% of its time on one thread, 6%
-     * when W and those lines are in L2): r50.c4.3x3 1.08x / 1.08-1.09x, r50.c3.3x3 1.00x /
+     * own place came from L3: r50.c4.3x3's packing took 15% of its time on one thread, 8%
+     * now): r50.c4.3x3 1.08x / 1.08-1.09x, r50.c3.3x3 1.00x /
      * 1.02x, incep3a.3x3 1.02x / 1.01x, 128->128, 160->160 and 192->192 at 14x14 1.05-1.08x
      * / 1.05-1.10x against the pass. */
     r.pack_in_unit = p->n == 1 && r.r_parts == 1;
     /* the packed weights: every block's, or one block (and its bias) a thread */
-    const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks, per = r.pack_in_unit ? r.k + 1 : r.k;
-    if (r.k && slots > (size_t)-1 / (r.k + 1) / r.block / p->es / 2) return OXO_ENOMEM;
-    r.wp = oxo_scratch_alloc((slots * per + (p->bias && !r.pack_in_unit ? r.blocks : 0)) * r.block * p->es);
+    const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks;
+    if (r.k && slots > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;
+    r.wp = oxo_scratch_alloc(slots * (r.k + (p->bias ? 1 : 0)) * r.block * p->es);
     if (!r.wp) return OXO_ENOMEM;
-    r.bp = !p->bias ? NULL : r.pack_in_unit ? r.wp + r.k * r.block * p->es : r.wp + r.blocks * r.k * r.block * p->es;
+    r.bp = p->bias ? r.wp + slots * r.k * r.block * p->es : NULL;
     atomic_init(&r.next_pack, 0);
     /* all threads, even for a few units: a worker left idle now falls asleep, and on some
      * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
