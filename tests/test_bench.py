@@ -42,3 +42,36 @@ def test_ratio_just_below_one_is_not_printed_as_one():
     assert _fmt_ratio(1.0) == "1.00x"
     assert _fmt_ratio(1.004) == "1.00x"
     assert _fmt_ratio(1.2345) == "1.23x"
+
+
+def test_samples_are_taken_in_rounds(monkeypatch):
+    """repeats=5 in rounds=2: blocks of 3 and 2 samples per implementation, the
+    implementations taking turns (onexone, ..., onexone, ...); the figure is the median of
+    all 5; a pause only before a block that follows another library's block (the layer's
+    reference ran on NumPy before the first)."""
+    order, pauses = [], []
+    measure = bench.measure
+
+    def spy(fn, **kw):
+        t = measure(fn, **kw)
+        order.append(len(t.samples))
+        return t
+
+    monkeypatch.setattr(bench, "measure", spy)
+    monkeypatch.setattr(bench.time, "sleep", pauses.append)
+    results = bench.run("incep3a.5x5red", repeats=5, rounds=2, min_sample_s=1e-4, warmup_s=0,
+                        peak_seconds=0.01, settle_s=0.125, progress=False)
+    impls = results["implementations"]
+    assert order == [3] * len(impls) + [2] * len(impls)
+    for name in impls:
+        res = results["layers"][0]["results"][name]
+        assert len(res["samples_s"]) == 5 and len(res["inner"]) == 2
+        assert res["median_s"] == sorted(res["samples_s"])[2]
+    libraries = ["numpy"] + [bench.IMPLEMENTATIONS[n].library for n in impls] * 2
+    expected = sum(1 for a, b in zip(libraries, libraries[1:]) if a not in ("onexone", b))
+    assert pauses.count(0.125) == expected
+    assert results["method"]["rounds"] == 2
+    assert "median of 5 samples in 2 rounds" in bench.format_table(results)
+    # more rounds than samples: one sample per round
+    assert bench.run("incep3a.5x5red", repeats=2, rounds=9, min_sample_s=1e-4, warmup_s=0,
+                     peak_seconds=0.01, settle_s=0, progress=False)["method"]["rounds"] == 2

@@ -42,6 +42,9 @@ def test_show_config_prints_isa_openmp_and_blocks(capsys):
     assert ("yes" in text) if cfg["threads"]["openmp"] else ("NO" in text)
     assert "KC=256" in text and "KC=128" in text and "NC=512" in text
     assert cfg["kernels"]["float32"] in text and cfg["kernels"]["float64"] in text
+    assert ("channel-vectorized" in text) == cfg["direct_fv"]
+    if cfg["isa"]["active"] != "avx512":
+        assert not cfg["direct_fv"]  # the channel-vectorized kernel is AVX-512 only
 
 
 def test_show_config_bad_mode():

@@ -409,9 +409,11 @@ def test_padding_as_a_numpy_array():
 
 
 # ---- the kernel vectorized along output channels (AVX-512) ------------------------------
-# The direct algorithm runs it where the ISA has one and the layer is large enough (Ho*Wo >=
-# 256, 50 MFLOP, output rows of 7+ pixels, blocks of 32 channels at least half used); a
-# private switch forces it onto every direct call, so the sweep above runs through it too.
+# The direct algorithm runs it where the ISA has one, 512-bit FMAs run at full width and the
+# layer is large enough (192+ output pixels or a small map's rule, 50 MFLOP, output rows of
+# 7+ pixels, blocks of 32 channels at least half used); a private switch forces it onto every
+# direct call, so the sweep above runs through it too, and another applies the shape tests
+# alone, so the rule's shapes are tested on every AVX-512 CPU.
 
 
 @pytest.fixture
@@ -421,6 +423,17 @@ def fv_forced():
     from onexone import _core
 
     _core._allow_direct_fv(2)
+    yield
+    _core._allow_direct_fv(1)
+
+
+@pytest.fixture
+def fv_rule_shapes():
+    """Runs the body with the rule's shape tests alone deciding (as on a CPU whose 512-bit
+    FMAs run at full width, where the rule uses the kernel), then back to the rule."""
+    from onexone import _core
+
+    _core._allow_direct_fv(3)
     yield
     _core._allow_direct_fv(1)
 
@@ -440,6 +453,26 @@ def test_fv_kernel_sweep_exact(isa, dtype, rng, fv_forced, n, c, f, h, w, kh, kw
     y = onexone.conv2d(x, wt, b, stride=s, padding=p, dilation=d, activation=activation, algorithm="direct")
     assert_conv2d_matches(y, x, wt, b, exact=True, stride=s, padding=p, dilation=d, activation=activation)
     assert _fv_runs() == runs + (isa == "avx512")
+
+
+def test_fv_kernel_only_where_512_bit_fmas_are_full_width(isa, rng):
+    """By default the rule uses the kernel only where the FMA probe finds 512-bit FMAs at
+    full width (on Zen 4 the pixel kernel is as fast or faster); the same layer with the
+    width test left out (the shape tests alone) runs it on every AVX-512 CPU."""
+    from onexone import _core
+
+    x, wt, b = _inputs(rng, 1, 48, 40, 42, 42, 3, 3, np.float32, True, integer=True)
+    runs = _fv_runs()
+    y = onexone.conv2d(x, wt, b, padding=1, algorithm="direct")
+    assert _fv_runs() == runs + (isa == "avx512" and _core.fv_full_width())
+    assert_conv2d_matches(y, x, wt, b, exact=True, padding=1)
+    _core._allow_direct_fv(3)
+    try:
+        y3 = onexone.conv2d(x, wt, b, padding=1, algorithm="direct")
+    finally:
+        _core._allow_direct_fv(1)
+    assert _fv_runs() == runs + (isa == "avx512") * (1 + _core.fv_full_width())
+    assert same_bits(y3, y)  # exact integer sums: the same on either kernel
 
 
 # Shapes the rule itself sends to the kernel (the packing by 16 x 16 transposes where W's
@@ -466,7 +499,7 @@ FV_LAYERS = [
 
 
 @pytest.mark.parametrize("case", FV_LAYERS, ids=[c[0] for c in FV_LAYERS])
-def test_fv_kernel_by_the_rule(isa, dtype, rng, case):
+def test_fv_kernel_by_the_rule(isa, dtype, rng, fv_rule_shapes, case):
     _, n, c, f, h, w, kh, kw, s, p, d = case
     x, wt, b = _inputs(rng, n, c, f, h, w, kh, kw, dtype, True, integer=False)
     kwargs = dict(stride=s, padding=p, dilation=d, activation="relu", algorithm="direct")
@@ -487,7 +520,7 @@ def test_fv_kernel_by_the_rule(isa, dtype, rng, case):
         assert_conv2d_matches(y, x, wt, b, stride=s, padding=p, dilation=d, activation="relu")
 
 
-def test_fv_kernel_on_a_small_map(isa, dtype, rng):
+def test_fv_kernel_on_a_small_map(isa, dtype, rng, fv_rule_shapes):
     # 49 pixels, 100 MFLOP, stride 1: the rule sends float32 to the kernel (each unit packs
     # its block; 11 blocks, the last 10 channels of 32), float64 to the pixel kernel
     x, wt, b = _inputs(rng, 1, 344, 330, 7, 7, 3, 3, dtype, True, integer=False)
@@ -500,7 +533,7 @@ def test_fv_kernel_on_a_small_map(isa, dtype, rng):
         assert same_bits(y, y1), f"n_threads={nt}"
 
 
-def test_fv_kernel_exact_on_a_layer(isa, dtype, rng):
+def test_fv_kernel_exact_on_a_layer(isa, dtype, rng, fv_rule_shapes):
     x, wt, b = _inputs(rng, 1, 48, 40, 42, 42, 3, 3, dtype, True, integer=True)
     runs = _fv_runs()
     y = onexone.conv2d(x, wt, b, padding=1, activation="relu6", algorithm="direct")

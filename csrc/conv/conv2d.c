@@ -449,7 +449,14 @@ enum { OXO_FV_MIN_PIXELS = 192 };
 #define OXO_FV_SMALL_MAP_FLOPS 1e8
 #define OXO_FV_SMALL_MAP_BLOCK_BYTES (640.0 * 1024)
 
-static atomic_int allow_fv = 1; /* tests: 0 never, 1 by the rule, 2 wherever the ISA has it */
+/* Only where 512-bit FMAs run at full width (oxo_probe_full_width: two 512-bit FMA units a
+ * core, as on Intel's server cores). On Zen 4, whose 512-bit FMAs take two 256-bit passes,
+ * the pixel kernel is as fast or faster on every layer measured (alternating calls, pixel
+ * kernel -> this one, 2 / 1 threads): r50.c2.3x3 0.99x / 1.02x, r50.c3.3x3 0.96x / 1.00x,
+ * r50.c4.3x3 0.97x / 0.98x, r50.c5.3x3 0.83x / 0.88x, incep3a.3x3 0.95x / 1.01x, the stem
+ * 1.02x / 1.04x, float64 r50.c2.3x3 0.71x on 1 thread. */
+static atomic_int allow_fv = 1; /* tests: 0 never, 1 by the rule, 2 wherever the ISA has it,
+                                   3 by the rule as if 512-bit FMAs were full width */
 static atomic_size_t fv_runs = 0;
 void oxo_conv2d_allow_fv(int mode) { atomic_store(&allow_fv, mode); }
 size_t oxo_conv2d_fv_runs(void) { return atomic_load(&fv_runs); }
@@ -457,7 +464,8 @@ size_t oxo_conv2d_fv_runs(void) { return atomic_load(&fv_runs); }
 static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t f)
 {
     const int mode = atomic_load_explicit(&allow_fv, memory_order_relaxed);
-    if (!ks->direct_fv || mode != 1) return ks->direct_fv && mode == 2;
+    if (!ks->direct_fv || (mode != 1 && mode != 3)) return ks->direct_fv && mode == 2;
+    if (mode == 1 && !oxo_probe_full_width(oxo_kernels_for(oxo_isa_active(), OXO_F32))) return 0;
     const size_t block = ks->direct_fv_nv * ks->lanes;
     const double pixels = (double)x->n * (double)(g->ho * g->wo), weights = (double)f * (double)(x->c * g->kh * g->kw);
     const double flops = 2.0 * pixels * weights, wbytes = weights * 64.0 / (double)ks->lanes; /* zmm */

@@ -124,6 +124,7 @@ def config() -> dict:
         "kernels": _core.kernel_names(),
         "blocking": _core.blocking(),
         "l2_bytes": _core.l2_bytes(),
+        "direct_fv": _core.fv_full_width(),
         "threads": {
             "openmp": _core.openmp_enabled(),
             "openmp_runtime": _core.openmp_library(),
@@ -170,6 +171,9 @@ def show_config(mode: str = "stdout"):
         + "; ".join(f"{k}: " + ", ".join(f"{n}={v}" for n, v in b.items()) for k, b in cfg["blocking"].items()),
         f"  L2:         {cfg['l2_bytes'] // 1024} KiB per core (GEMMs whose B fits in half of it run all of K"
         " per micro-kernel call)",
+        "  direct:     pixel-vectorized KxK kernel"
+        + (", and the channel-vectorized one on large layers (512-bit FMAs at full width here)"
+           if cfg["direct_fv"] else ""),
     ]
     print("\n".join(lines))
 

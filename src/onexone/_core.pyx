@@ -611,8 +611,19 @@ def _full_k_runs():
 
 def _allow_direct_fv(mode):
     """Tests only: the channel-vectorized direct kernel never (0 or False), where the rule
-    says (1 or True, the default) or wherever the ISA has one (2)."""
+    says (1 or True, the default: only where 512-bit FMAs run at full width, see
+    fv_full_width), wherever the ISA has one (2), or where the rule's shape tests say,
+    whatever the FMA width (3)."""
     oxo_conv2d_allow_fv(int(mode))
+
+
+def fv_full_width():
+    """Whether the direct algorithm may use its channel-vectorized kernel here: the CPU's
+    512-bit FMAs run at full width (the FMA probe: a 512-bit FMA costs no more than a 256-bit
+    one). False without AVX-512 or where they take two passes (AMD Zen 4)."""
+    if isa_active() != "avx512":
+        return False
+    return bool(oxo_probe_full_width(oxo_kernels_for(oxo_isa_active(), OXO_F32)))
 
 
 def _direct_fv_runs():

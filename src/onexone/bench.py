@@ -15,13 +15,19 @@ Implementations (see :data:`IMPLEMENTATIONS`), all in float32, all with bias:
 * ``torch_cl``      the same on channels_last tensors (converted outside the timed region)
 * ``ort``           an ONNX Runtime ``Conv`` session on the CPU provider, output bound once
 
-Method. Each implementation is timed as one block: warm-up calls, then ``repeats`` samples,
-each sample an inner loop of enough calls to last ``min_sample_s``; the figure is the median
-time per call. Implementations are never interleaved inside a measurement (the OpenMP and
-OpenBLAS thread pools of two libraries spinning against each other on a small machine
-distort both), and the process pauses ``settle_s`` between blocks so that a library's idle
-worker threads stop spinning before the next one is timed. Every implementation is limited
-to the same thread count and its result is checked once against the NumPy reference.
+Method. Each implementation is timed in blocks: warm-up calls, then samples, each sample an
+inner loop of enough calls to last ``min_sample_s``. The ``repeats`` samples of a layer are
+taken in ``rounds`` blocks per implementation, the implementations taking turns block by
+block, and the figure is the median time per call over all of them: a burst of load from
+elsewhere (on a shared host, a fraction of a second at half speed) then spoils one block of
+every implementation alike, not all the samples of one. Implementations are never interleaved
+inside a block (the OpenMP and OpenBLAS thread pools of two libraries spinning against each
+other on a small machine distort both), and the process pauses ``settle_s`` before a block
+that follows another library's block, so that that library's idle worker threads stop
+spinning first (onexone's own workers sleep after 20 us: no pause after them), and before a
+layer's first block (the NumPy reference it is checked against has just run). Every
+implementation is limited to the same thread count and its result is checked once against
+the NumPy reference.
 
 The machine peak comes from ``onexone._core.peak_gflops``: a short FMA-throughput probe of
 the active ISA on the same threads (12 independent FMA chains per thread).
@@ -243,13 +249,15 @@ Setup = Callable[[np.ndarray, np.ndarray, np.ndarray, int], ContextManager[Calla
 
 class Impl(NamedTuple):
     """One implementation: its column ``name``, a ``label``, the modules it ``requires``, its
-    ``setup`` factory and the ``activation`` whose reference it is checked against."""
+    ``setup`` factory, the ``activation`` whose reference it is checked against and the
+    ``library`` whose thread pool runs it (a pause separates blocks of two libraries)."""
 
     name: str
     label: str
     requires: Tuple[str, ...]
     setup: Setup
     activation: Optional[str] = None
+    library: str = "onexone"
 
 
 @contextlib.contextmanager
@@ -396,10 +404,11 @@ IMPLEMENTATIONS: Dict[str, Impl] = {
     for impl in [
         Impl("onexone", "onexone", (), _onexone),
         Impl("onexone_relu", "+relu", (), functools.partial(_onexone, activation="relu"), "relu"),
-        Impl("numpy", "numpy", (), _numpy),
-        Impl("torch", "torch", ("torch",), _torch),
-        Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True)),
-        Impl("ort", "ort", ("onnxruntime", "onnx"), _ort),
+        Impl("numpy", "numpy", (), _numpy, library="numpy"),
+        Impl("torch", "torch", ("torch",), _torch, library="torch"),
+        Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True),
+             library="torch"),
+        Impl("ort", "ort", ("onnxruntime", "onnx"), _ort, library="ort"),
     ]
 }
 PEERS: Tuple[str, ...] = ("numpy", "torch", "torch_cl", "ort")
@@ -411,10 +420,11 @@ KXK_IMPLEMENTATIONS: Dict[str, Impl] = {
         Impl("onexone", "direct", (), _onexone_conv2d),
         Impl("onexone_relu", "+relu", (), functools.partial(_onexone_conv2d, activation="relu"), "relu"),
         Impl("onexone_im2col", "im2col", (), functools.partial(_onexone_conv2d, algorithm="im2col")),
-        Impl("numpy", "numpy", (), _numpy_im2col),
-        Impl("torch", "torch", ("torch",), _torch),
-        Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True)),
-        Impl("ort", "ort", ("onnxruntime", "onnx"), _ort),
+        Impl("numpy", "numpy", (), _numpy_im2col, library="numpy"),
+        Impl("torch", "torch", ("torch",), _torch, library="torch"),
+        Impl("torch_cl", "torch_cl", ("torch",), functools.partial(_torch, channels_last=True),
+             library="torch"),
+        Impl("ort", "ort", ("onnxruntime", "onnx"), _ort, library="ort"),
     ]
 }
 
@@ -487,8 +497,8 @@ def measure(fn: Callable[[], object], repeats: int = 21, min_sample_s: float = 5
 BANDWIDTH_ROOFS_GBPS: Dict[str, float] = {"DRAM": 34.0, "L3": 106.0, "L2": 180.0}
 
 #: Timing parameters of :func:`run`, and those of ``quick=True`` (``--quick``).
-DEFAULTS = dict(repeats=21, min_sample_s=5e-3, warmup_s=0.05, peak_seconds=0.3)
-QUICK = dict(repeats=7, min_sample_s=2e-3, warmup_s=0.02, peak_seconds=0.1)
+DEFAULTS = dict(repeats=21, rounds=3, min_sample_s=5e-3, warmup_s=0.05, peak_seconds=0.3)
+QUICK = dict(repeats=7, rounds=1, min_sample_s=2e-3, warmup_s=0.02, peak_seconds=0.1)
 
 
 def _versions() -> Dict[str, Optional[str]]:
@@ -559,7 +569,8 @@ def _log(progress: bool, *parts, end="\n") -> None:
 
 
 def run(layers=None, batch: int = 1, threads: Optional[int] = None,
-        repeats: Optional[int] = None, *, quick: bool = False, relu: bool = True,
+        repeats: Optional[int] = None, *, rounds: Optional[int] = None, quick: bool = False,
+        relu: bool = True,
         json_path: Optional[str] = None, plot_path: Optional[str] = None, progress: bool = True,
         min_sample_s: Optional[float] = None, warmup_s: Optional[float] = None,
         peak_seconds: Optional[float] = None, settle_s: float = SETTLE_S,
@@ -574,10 +585,12 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     batch, threads
         Images per call, and the thread count of every implementation (None: onexone's
         default, i.e. all usable cores honouring ``OMP_NUM_THREADS``).
-    repeats, min_sample_s, warmup_s, peak_seconds
-        Samples per implementation and layer, the least duration of one sample, the warm-up
-        per block (see :func:`measure`) and the duration of the FMA peak probe; None takes
-        them from :data:`DEFAULTS`, or from :data:`QUICK` (fewer, shorter) with ``quick``.
+    repeats, rounds, min_sample_s, warmup_s, peak_seconds
+        Samples per implementation and layer, the blocks they are taken in (the
+        implementations take turns block by block), the least duration of one sample, the
+        warm-up per block (see :func:`measure`) and the duration of the FMA peak probe; None
+        takes them from :data:`DEFAULTS`, or from :data:`QUICK` (fewer, shorter) with
+        ``quick``.
     relu
         Also time onexone with the fused ReLU.
     settle_s
@@ -592,11 +605,14 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     """
     from . import _core, get_num_threads, show_config
 
-    given = dict(repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s, peak_seconds=peak_seconds)
+    given = dict(repeats=repeats, rounds=rounds, min_sample_s=min_sample_s, warmup_s=warmup_s,
+                 peak_seconds=peak_seconds)
     method = {k: v if v is not None else (QUICK if quick else DEFAULTS)[k] for k, v in given.items()}
-    repeats, min_sample_s, warmup_s, peak_seconds = (method[k] for k in given)
-    if batch < 1 or repeats < 1:
-        raise ValueError(f"batch and repeats must be >= 1, got batch={batch}, repeats={repeats}")
+    repeats, rounds, min_sample_s, warmup_s, peak_seconds = (method[k] for k in given)
+    if batch < 1 or repeats < 1 or rounds < 1:
+        raise ValueError(f"batch, repeats and rounds must be >= 1, got batch={batch}, "
+                         f"repeats={repeats}, rounds={rounds}")
+    method["rounds"] = rounds = min(rounds, repeats)
     # Resolve threads before any peer is imported: torch may change OpenMP's default.
     threads = get_num_threads() if threads is None else int(threads)
     if threads < 1:
@@ -642,7 +658,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
         kernel = f" {layer.kh}x{layer.kw}/s{layer.stride}/p{layer.padding}" if kxk else ""
         _log(progress, f"[{k}/{len(chosen)}] {layer.name} (C={layer.c} F={layer.f} "
              f"{layer.h}x{layer.w}{kernel} N={batch})", end="")
-        timing = dict(repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s)
+        timing = dict(repeats=repeats, rounds=rounds, min_sample_s=min_sample_s, warmup_s=warmup_s)
         results["layers"].append(_time_layer(layer, impls, batch, threads, settle_s, timing,
                                              progress, seed=k))
         _log(progress, "")
@@ -672,7 +688,10 @@ def _warn_if_busy(busy: Optional[float], progress: bool) -> Optional[float]:
 
 def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settle_s: float,
                 timing: dict, progress: bool, seed: int) -> dict:
-    """Check and time every implementation on one layer, one after the other; a result row."""
+    """Check and time every implementation on one layer; a result row.
+
+    The ``timing["repeats"]`` samples of each implementation are taken in ``timing["rounds"]``
+    blocks, the implementations taking turns block by block (see the module's Method)."""
     from . import reference
 
     x, w, b = make_inputs(layer, batch, seed)
@@ -683,22 +702,42 @@ def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settl
            "kernel": f"{layer.kh}x{layer.kw}", "stride": layer.stride, "padding": layer.padding,
            "flop": layer.flop(batch), "bytes": layer.nbytes(batch),
            "intensity": layer.intensity(batch), "results": {}}
+    rounds, repeats = timing["rounds"], timing["repeats"]
+    block = dict(min_sample_s=timing["min_sample_s"], warmup_s=timing["warmup_s"])
+    samples: Dict[str, List[float]] = {i.name: [] for i in impls}
+    inner: Dict[str, List[int]] = {i.name: [] for i in impls}
+    others: Dict[str, List[float]] = {i.name: [] for i in impls}
+    ok: Dict[str, bool] = {}
+    previous = "numpy"  # the library of the block before (the reference above ran on NumPy)
+    for r in range(rounds):
+        for impl in impls:
+            if previous not in ("onexone", impl.library):
+                time.sleep(settle_s)  # the previous library's idle threads stop spinning first
+            before = CpuSnapshot.take()
+            with impl.setup(x, w, b, threads, **geometry) as fn:
+                if r == 0:
+                    try:
+                        check_result(fn(), expected[impl.activation], x, w)
+                        ok[impl.name] = True
+                    except AssertionError as e:
+                        ok[impl.name] = False
+                        _log(progress, f"\nWARNING: {impl.name} differs from the reference on "
+                             f"{layer.name}:{e}")
+                t = measure(fn, repeats=repeats // rounds + (r < repeats % rounds), **block)
+            load = CpuSnapshot.take().others_since(before)
+            if load is not None:
+                others[impl.name].append(load)
+            samples[impl.name] += t.samples
+            inner[impl.name].append(t.inner)
+            previous = impl.library
     for impl in impls:
-        time.sleep(settle_s)  # the previous library's idle threads stop spinning first
-        before = CpuSnapshot.take()
-        with impl.setup(x, w, b, threads, **geometry) as fn:
-            try:
-                check_result(fn(), expected[impl.activation], x, w)
-                ok = True
-            except AssertionError as e:
-                ok = False
-                _log(progress, f"\nWARNING: {impl.name} differs from the reference on {layer.name}:{e}")
-            t = measure(fn, **timing)
-        others = CpuSnapshot.take().others_since(before)
-        gflops = layer.flop(batch) / t.median_s / 1e9
-        row["results"][impl.name] = {"median_s": t.median_s, "gflops": gflops, "inner": t.inner,
-                                     "samples_s": t.samples, "ok": ok, "others_load": others}
-        _log(progress, f"  {impl.label} {gflops:.1f}" + ("~" if _disturbed(others) else ""), end="")
+        median_s = statistics.median(samples[impl.name])
+        gflops = layer.flop(batch) / median_s / 1e9
+        load = max(others[impl.name]) if others[impl.name] else None
+        row["results"][impl.name] = {"median_s": median_s, "gflops": gflops,
+                                     "inner": inner[impl.name], "samples_s": samples[impl.name],
+                                     "ok": ok[impl.name], "others_load": load}
+        _log(progress, f"  {impl.label} {gflops:.1f}" + ("~" if _disturbed(load) else ""), end="")
     return row
 
 
@@ -758,7 +797,7 @@ def format_table(results: dict) -> str:
     lines = [
         f"onexone {results['versions']['onexone']} {'KxK conv2d ' if kxk else ''}peer benchmark: {results['cpu']}, "
         f"ISA {cfg['isa']['active']}, {results['threads']} thread(s), batch {results['batch']}, "
-        f"float32, median of {m['repeats']} samples",
+        f"float32, median of {m['repeats']} samples in {m.get('rounds', 1)} rounds",
         f"measured fp32 peak: {results['peak_gflops']:.1f} GFLOP/s; figures in GFLOP/s "
         "(onexone and peers with bias; +relu: onexone with bias+ReLU)",
     ]
@@ -905,6 +944,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
     p.add_argument("--repeats", type=int, default=None,
                    help=f"timed samples per layer and implementation (default {DEFAULTS['repeats']}, "
                    f"--quick {QUICK['repeats']})")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="blocks the samples are taken in, the implementations taking turns "
+                   f"(default {DEFAULTS['rounds']}, --quick {QUICK['rounds']})")
     p.add_argument("--quick", action="store_true", help="fewer and shorter samples (a rough look)")
     p.add_argument("--no-relu", dest="relu", action="store_false", help="skip onexone with bias+ReLU")
     p.add_argument("--json", metavar="PATH", help="save all results as JSON")
@@ -926,7 +968,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
     except ValueError as e:
         p.error(str(e))
     results = run([l.name for l in layers], batch=args.batch, threads=args.threads,
-                  repeats=args.repeats, relu=args.relu, json_path=args.json, plot_path=args.plot,
+                  repeats=args.repeats, rounds=args.rounds, relu=args.relu, json_path=args.json, plot_path=args.plot,
                   progress=not args.quiet, quick=args.quick, roofs=args.roofs, kxk=args.kxk)
     print(format_table(results))
     return 0
