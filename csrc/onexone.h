@@ -357,6 +357,9 @@ int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const
  * default) or wherever the ISA has one (2); how many direct convolutions have run it. */
 void oxo_conv2d_allow_fv(int mode);
 size_t oxo_conv2d_fv_runs(void);
+/* The width test of that rule: the active ISA has the channel-vectorized kernel and its
+ * 512-bit FMAs run at full width (oxo_probe_full_width); show_config reports it. */
+int oxo_conv2d_fv_width_ok(void);
 
 /* Grouped conv2d (weight (F, C/groups*KH*KW)) by im2col blocks, and the gradients of conv2d
  * (csrc/conv/conv2d_grouped.c): dy described as (N, F, Ho, Wo); dw (F, C/groups*KH*KW) and

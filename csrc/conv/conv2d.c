@@ -461,11 +461,17 @@ static atomic_size_t fv_runs = 0;
 void oxo_conv2d_allow_fv(int mode) { atomic_store(&allow_fv, mode); }
 size_t oxo_conv2d_fv_runs(void) { return atomic_load(&fv_runs); }
 
+int oxo_conv2d_fv_width_ok(void)
+{
+    const oxo_kernels *k32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
+    return k32 != NULL && k32->direct_fv != NULL && oxo_probe_full_width(k32);
+}
+
 static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t f)
 {
     const int mode = atomic_load_explicit(&allow_fv, memory_order_relaxed);
     if (!ks->direct_fv || (mode != 1 && mode != 3)) return ks->direct_fv && mode == 2;
-    if (mode == 1 && !oxo_probe_full_width(oxo_kernels_for(oxo_isa_active(), OXO_F32))) return 0;
+    if (mode == 1 && !oxo_conv2d_fv_width_ok()) return 0;
     const size_t block = ks->direct_fv_nv * ks->lanes;
     const double pixels = (double)x->n * (double)(g->ho * g->wo), weights = (double)f * (double)(x->c * g->kh * g->kw);
     const double flops = 2.0 * pixels * weights, wbytes = weights * 64.0 / (double)ks->lanes; /* zmm */

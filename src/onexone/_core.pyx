@@ -47,6 +47,7 @@ cdef extern from "onexone.h" nogil:
     void oxo_gemm_narrow_mode(int mode)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
+    int oxo_conv2d_fv_width_ok()
     int oxo_openmp_enabled()
     int oxo_max_threads()
     const char *oxo_openmp_library()
@@ -621,9 +622,7 @@ def fv_full_width():
     """Whether the direct algorithm may use its channel-vectorized kernel here: the CPU's
     512-bit FMAs run at full width (the FMA probe: a 512-bit FMA costs no more than a 256-bit
     one). False without AVX-512 or where they take two passes (AMD Zen 4)."""
-    if isa_active() != "avx512":
-        return False
-    return bool(oxo_probe_full_width(oxo_kernels_for(oxo_isa_active(), OXO_F32)))
+    return bool(oxo_conv2d_fv_width_ok())
 
 
 def _direct_fv_runs():
