@@ -49,7 +49,7 @@ typedef enum { OXO_ISA_SCALAR = 0, OXO_ISA_AVX2 = 1, OXO_ISA_AVX512 = 2, OXO_ISA
 enum {
     OXO_TILE_ACCUM = 1, /* C += A B instead of C = A B */
     OXO_TILE_FINAL = 2, /* add bias, apply activation */
-    OXO_TILE_PREFETCH_B = 4, /* prefetch the B rows' next NR columns into L2 (next micro-panel) */
+    OXO_TILE_PREFETCH_B = 4, /* per row p of B read, prefetch NR columns at b + pf_off + p*rs_b */
 };
 enum { OXO_BIAS_NONE = 0, OXO_BIAS_ROW = 1, OXO_BIAS_COL = 2 };
 
@@ -65,6 +65,7 @@ typedef struct oxo_tile {
     int bias_mode;    /* OXO_BIAS_* */
     int act;          /* oxo_act */
     int flags;        /* OXO_TILE_* */
+    ptrdiff_t pf_off; /* with OXO_TILE_PREFETCH_B: where the prefetched rows start, from b */
 } oxo_tile;
 
 typedef void (*oxo_gemm_ukernel)(const oxo_tile *t);

@@ -35,16 +35,18 @@
 #endif
 
 /* The k loop of the broadcast kernel: for each p, NV vectors of B's row p, each row's
- * A[i, p] broadcast, MR*NV FMAs. With prefetch, the next micro-panel's part of the row is
- * fetched towards L2 on the way (a hint: never faults, whatever the address). */
+ * A[i, p] broadcast, MR*NV FMAs. With prefetch, NV vectors at address pf + p*rs_b elements are
+ * fetched towards L2 on the way (a hint: never faults, whatever the address; an integer, so
+ * no pointer is formed past the arrays). */
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_loop)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *const ap[OXO_MR], const OXO_T *b,
                     const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
-                    const int MR, const int NV, const int prefetch)
+                    const int MR, const int NV, const int prefetch, uintptr_t pf)
 {
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
         if (prefetch) {
-            OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch(b + (NV + v) * OXO_L, 0, 2);
+            OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch((const void *)(pf + v * sizeof(OXO_V)), 0, 2);
+            pf += (uintptr_t)(rs_b * (ptrdiff_t)sizeof(OXO_T));
         }
         OXO_KEEP_MASK(tail);
         OXO_V bv[OXO_NV];
@@ -126,8 +128,8 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
 
     /* the prefetching and the plain loop are two copies, so the loop tests no flag */
-    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 1);
-    else OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 0);
+    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)));
+    else OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 0, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
