@@ -26,7 +26,27 @@ def test_kxk_run_and_table(capsys):
     assert results["kxk"] and row["kernel"] == "5x5" and row["padding"] == 2
     assert all(r["ok"] for r in row["results"].values())
     assert {"onexone", "onexone_relu", "onexone_im2col"} <= set(row["results"])
+    assert row["vs_numpy"] == pytest.approx(
+        row["results"]["onexone"]["gflops"] / row["results"]["numpy"]["gflops"])
     text = bench.format_table(results)
     assert "KxK conv2d peer benchmark" in text and "5x5/1/2" in text and "im2col" in text
+    assert "direct / NumPy im2col (/numpy): min" in text
+    assert any(l.startswith("layer") and l.split()[-2:] == ["/torch", "/numpy"] for l in text.splitlines())
     assert bench.main(["--kxk", "--layers", "incep3a.5x5", "--repeats", "1", "--quick", "-q"]) == 0
     assert "incep3a.5x5" in capsys.readouterr().out
+
+
+def test_kxk_table_reports_the_issue_targets():
+    """direct / torch's best layout (torch or torch_cl, whichever is faster) on the r50 3x3
+    layers, direct / NumPy im2col on every layer, per row and as summary lines."""
+    def row(name, direct, **peers):
+        r = {"name": name, "results": {"onexone": {"gflops": direct}}}
+        r["results"].update({p: {"gflops": g} for p, g in peers.items()})
+        bench._summarize_layer(r, 200.0)
+        return r
+
+    a = row("r50.c3.3x3", 190.0, numpy=100.0, torch=150.0, torch_cl=200.0, ort=210.0)
+    assert a["vs_torch"] == pytest.approx(0.95) and a["vs_numpy"] == pytest.approx(1.9)
+    assert a["best_peer"] == "ort" and a["ratio"] == pytest.approx(190 / 210)
+    b = row("r50.stem", 150.0, numpy=50.0)
+    assert b["vs_torch"] is None and b["vs_numpy"] == pytest.approx(3.0)

@@ -751,6 +751,9 @@ def _summarize_layer(row: dict, peak: float) -> None:
     row["best_peer"] = best
     row["best_peer_gflops"] = peers[best] if best else None
     row["ratio"] = own / peers[best] if best else None
+    torch_best = max((peers[p] for p in ("torch", "torch_cl") if p in peers), default=None)
+    row["vs_torch"] = own / torch_best if torch_best else None
+    row["vs_numpy"] = own / peers["numpy"] if peers.get("numpy") else None
     row["relu_cost_pct"] = (
         100.0 * (res["onexone_relu"]["median_s"] / res["onexone"]["median_s"] - 1)
         if "onexone_relu" in res else None
@@ -768,6 +771,8 @@ def _summarize(rows: List[dict]) -> dict:
         "relu_cost_pct_median": statistics.median(relu) if relu else None,
         "relu_cost_pct_max": max(relu) if relu else None,
         "peak_fraction_geomean": math.exp(statistics.fmean(math.log(r["peak_fraction"]) for r in rows)),
+        "vs_torch_min": min((r["vs_torch"] for r in rows if r["vs_torch"]), default=None),
+        "vs_numpy_min": min((r["vs_numpy"] for r in rows if r["vs_numpy"]), default=None),
     }
 
 
@@ -810,7 +815,8 @@ def format_table(results: dict) -> str:
     kcol = f"{'k/s/p':>8}" if kxk else ""
     head = (f"{'layer':<15}{'C':>5}{'F':>6}{'HxW':>8}{kcol}{'MFLOP':>8}"
             + "".join(f"{labels[n]:>9}" for n in impls)
-            + f"{'%peak':>7}  {'best peer':<9}{'ratio':>7}{'ReLU cost':>10}")
+            + f"{'%peak':>7}  {'best peer':<9}{'ratio':>7}{'ReLU cost':>10}"
+            + (f"{'/torch':>8}{'/numpy':>8}" if kxk else ""))
     lines += ["", head, "-" * len(head)]
     for r in results["layers"]:
         cells = []
@@ -825,6 +831,8 @@ def format_table(results: dict) -> str:
             + (f"{r['kernel'] + '/' + str(r['stride']) + '/' + str(r['padding']):>8}" if kxk else "")
             + f"{r['flop'] / 1e6:>8.1f}" + "".join(cells)
             + f"{100 * r['peak_fraction']:>6.1f}%  {r['best_peer'] or '-':<9}{ratio:>7}{relu:>10}"
+            + ("".join(f"{_fmt_ratio(r[k]) if r.get(k) else '-':>8}" for k in ("vs_torch", "vs_numpy"))
+               if kxk else "")
         )
     s = results["summary"]
     lines.append("-" * len(head))
@@ -834,6 +842,17 @@ def format_table(results: dict) -> str:
             f"min {_fmt_ratio(s['min_ratio'])} ({s['min_ratio_layer']}), "
             f">= 1.0x on {s['layers_at_or_above_1x']}/{len(results['layers'])} layers"
         )
+    if kxk:
+        def line(key, what, goal, names=None):
+            got = [(r[key], r["name"]) for r in results["layers"]
+                   if r.get(key) and (names is None or r["name"] in names)]
+            if got:
+                low = min(got)
+                lines.append(f"direct / {what}: min {_fmt_ratio(low[0])} ({low[1]}), >= {goal:.1f}x on "
+                             f"{sum(q >= goal for q, _ in got)}/{len(got)} layers"
+                             + (" (the r50 3x3 layers)" if names else ""))
+        line("vs_torch", "torch's best layout (/torch)", 1.0, {l.name for l in KXK_SUITE if l.name.startswith("r50.c")})
+        line("vs_numpy", "NumPy im2col (/numpy)", 2.0)
     if s["relu_cost_pct_median"] is not None:
         lines.append(f"bias+ReLU vs bias only: median {s['relu_cost_pct_median']:+.1f}%, "
                      f"max {s['relu_cost_pct_max']:+.1f}%")
