@@ -4,7 +4,9 @@ For each layer of the suite: onexone.conv1x1 on NCHW, on channels-last (``layout
 x already NHWC), and with ``stride=2`` (ResNet's projection shortcut: the same x, a quarter
 of the output pixels), each with bias; PyTorch's conv2d on the same three (NCHW,
 channels_last, stride 2 on NCHW) when torch is installed. GFLOP/s count the FLOPs of the
-pixels computed. Every result is checked against onexone.reference first.
+pixels computed. Every result is checked against onexone.reference first. Each variant's
+samples are taken in rounds, the variants taking turns block by block, so a burst of load
+from elsewhere spoils one block of each rather than every sample of one.
 
     python benches/variants.py                     # 2 threads, batch 1, the whole suite
     python benches/variants.py --threads 1 --layers core
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import time
 
 import numpy as np
@@ -26,7 +29,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--layers", default="all")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=15, help="samples per variant and layer")
+    ap.add_argument("--rounds", type=int, default=3, help="blocks the samples are taken in")
     args = ap.parse_args(argv)
     try:
         import torch  # noqa: F401
@@ -35,7 +39,8 @@ def main(argv=None) -> int:
         have_torch = False
 
     cols = ["NCHW", "NHWC", "stride2"] + (["torch", "torch_cl", "torch_s2"] if have_torch else [])
-    print(f"batch {args.batch}, {args.threads} thread(s), GFLOP/s (medians of {args.repeats})")
+    print(f"batch {args.batch}, {args.threads} thread(s), GFLOP/s (medians of {args.repeats} samples "
+          f"in {args.rounds} rounds)")
     print(f"{'layer':16s}" + "".join(f"{c:>10s}" for c in cols) + f"{'NHWC/NCHW':>11s}{'NHWC/cl':>9s}{'s2/torch':>9s}")
     for layer in bench.select_layers(args.layers):
         x, w, b = bench.make_inputs(layer, args.batch)
@@ -65,9 +70,20 @@ def main(argv=None) -> int:
                 fns["torch_cl"] = (torch_fn(channels_last=True), flop1, fns["NCHW"][2])
                 fns["torch_s2"] = (torch_fn(stride=2), flop2, fns["stride2"][2])
             for name, (fn, flop, expected) in fns.items():
-                time.sleep(bench.SETTLE_S)
                 bench.check_result(np.asarray(fn()), expected, x, w)
-                g[name] = flop / bench.measure(fn, repeats=args.repeats).median_s / 1e9
+            # the samples in rounds, the variants taking turns block by block (as bench.run)
+            samples = {name: [] for name in fns}
+            previous = None
+            for r in range(args.rounds):
+                for name, (fn, flop, expected) in fns.items():
+                    library = "torch" if name.startswith("torch") else "onexone"
+                    if library != previous:
+                        time.sleep(bench.SETTLE_S)  # the other library's threads go idle first
+                    n_samples = args.repeats // args.rounds + (r < args.repeats % args.rounds)
+                    samples[name] += bench.measure(fn, repeats=n_samples).samples
+                    previous = library
+            for name, (fn, flop, expected) in fns.items():
+                g[name] = flop / statistics.median(samples[name]) / 1e9
         line = f"{layer.name:16s}" + "".join(f"{g[c]:10.1f}" for c in cols)
         line += f"{g['NHWC'] / g['NCHW']:10.2f}x"
         if have_torch:
