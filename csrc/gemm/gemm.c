@@ -446,7 +446,16 @@ static void partition(plan *pl, int *nt, double flops)
     const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr); /* parts' floor */
     pl->m_parts = pl->n_parts = 1;
     if (parts > 1) {
-        const int cut_columns = g->M < g->N ? max_n >= parts || max_n >= max_m : max_m < parts && max_n > max_m;
+        /* Rows, even where C is wider than tall, when B is read in place, fits in one core's
+         * L2, K >= 64 and each part gets at least 4 row tiles: each thread then runs the
+         * one-thread order (rows outermost) on its rows. Zen 4, batch 1, 2 threads,
+         * alternating calls, columns -> rows (noisy host: several runs each): r50.c3.expand
+         * 1.01-1.12x, r50.c2.expand 1.01-1.19x, incep3a.1x1 1.02-1.04x, 96->192 and 128->256
+         * at 28x28 1.03-1.05x; 64->64 at 56x56 0.88x and 1.10x. With K of 16-32 (mv2.56.exp,
+         * mv2.28.exp) rows lost (0.71-0.95x): columns stay. */
+        const int rows_fit = !pl->pack_b && !g->dot && max_m >= 4 * parts && g->K >= 64 &&
+                             (double)g->K * (double)g->N * (double)pl->es <= OXO_L2_BYTES;
+        const int cut_columns = !rows_fit && (g->M < g->N ? max_n >= parts || max_n >= max_m : max_m < parts && max_n > max_m);
         if (cut_columns) {
             pl->n_parts = parts < max_n ? parts : max_n;
         } else {
