@@ -31,6 +31,8 @@ def test_kxk_run_and_table(capsys):
     text = bench.format_table(results)
     assert "KxK conv2d peer benchmark" in text and "5x5/1/2" in text and "im2col" in text
     assert "direct / NumPy im2col (/numpy): min" in text
+    target = results["summary"]["targets"]["vs_numpy"]
+    assert target["min"] == row["vs_numpy"] and target["min_layer"] == "incep3a.5x5" and target["layers"] == 1
     assert any(l.startswith("layer") and l.split()[-2:] == ["/torch", "/numpy"] for l in text.splitlines())
     assert bench.main(["--kxk", "--layers", "incep3a.5x5", "--repeats", "1", "--quick", "-q"]) == 0
     assert "incep3a.5x5" in capsys.readouterr().out

@@ -667,7 +667,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     results["peak_gflops"] = peak = max(results["peak_gflops_probes"])
     for row in results["layers"]:
         _summarize_layer(row, peak)
-    results["summary"] = _summarize(results["layers"])
+    results["summary"] = _summarize(results["layers"], kxk)
     results["busy_after"] = _warn_if_busy(busy_fraction(), progress)
     if json_path:
         with open(json_path, "w") as fh:
@@ -760,7 +760,24 @@ def _summarize_layer(row: dict, peak: float) -> None:
     )
 
 
-def _summarize(rows: List[dict]) -> dict:
+#: The KxK issue's targets: direct / torch's best layout >= 1.0x on the ResNet 3x3 layers,
+#: direct / NumPy im2col >= 2.0x on every layer (per-row keys of :func:`_summarize_layer`).
+KXK_TARGETS = (
+    ("vs_torch", "torch's best layout (/torch)", 1.0, {l.name for l in KXK_SUITE if l.name.startswith("r50.c")}),
+    ("vs_numpy", "NumPy im2col (/numpy)", 2.0, None),
+)
+
+
+def _target(rows: List[dict], key: str, goal: float, names) -> Optional[dict]:
+    """The lowest ratio ``key`` of the rows (of those named, if ``names``) and how many reach ``goal``."""
+    got = [(r[key], r["name"]) for r in rows if r.get(key) and (names is None or r["name"] in names)]
+    if not got:
+        return None
+    low = min(got)
+    return {"min": low[0], "min_layer": low[1], "at_goal": sum(q >= goal for q, _ in got), "layers": len(got)}
+
+
+def _summarize(rows: List[dict], kxk: bool = False) -> dict:
     ratios = [(r["ratio"], r["name"]) for r in rows if r["ratio"] is not None]
     relu = [r["relu_cost_pct"] for r in rows if r["relu_cost_pct"] is not None]
     return {
@@ -771,8 +788,7 @@ def _summarize(rows: List[dict]) -> dict:
         "relu_cost_pct_median": statistics.median(relu) if relu else None,
         "relu_cost_pct_max": max(relu) if relu else None,
         "peak_fraction_geomean": math.exp(statistics.fmean(math.log(r["peak_fraction"]) for r in rows)),
-        "vs_torch_min": min((r["vs_torch"] for r in rows if r["vs_torch"]), default=None),
-        "vs_numpy_min": min((r["vs_numpy"] for r in rows if r["vs_numpy"]), default=None),
+        "targets": {key: _target(rows, key, goal, names) for key, _, goal, names in KXK_TARGETS} if kxk else {},
     }
 
 
@@ -842,17 +858,11 @@ def format_table(results: dict) -> str:
             f"min {_fmt_ratio(s['min_ratio'])} ({s['min_ratio_layer']}), "
             f">= 1.0x on {s['layers_at_or_above_1x']}/{len(results['layers'])} layers"
         )
-    if kxk:
-        def line(key, what, goal, names=None):
-            got = [(r[key], r["name"]) for r in results["layers"]
-                   if r.get(key) and (names is None or r["name"] in names)]
-            if got:
-                low = min(got)
-                lines.append(f"direct / {what}: min {_fmt_ratio(low[0])} ({low[1]}), >= {goal:.1f}x on "
-                             f"{sum(q >= goal for q, _ in got)}/{len(got)} layers"
-                             + (" (the r50 3x3 layers)" if names else ""))
-        line("vs_torch", "torch's best layout (/torch)", 1.0, {l.name for l in KXK_SUITE if l.name.startswith("r50.c")})
-        line("vs_numpy", "NumPy im2col (/numpy)", 2.0)
+    for key, what, goal, names in KXK_TARGETS if kxk else ():
+        t = s["targets"].get(key)
+        if t:
+            lines.append(f"direct / {what}: min {_fmt_ratio(t['min'])} ({t['min_layer']}), >= {goal:.1f}x on "
+                         f"{t['at_goal']}/{t['layers']} layers" + (" (the r50 3x3 layers)" if names else ""))
     if s["relu_cost_pct_median"] is not None:
         lines.append(f"bias+ReLU vs bias only: median {s['relu_cost_pct_median']:+.1f}%, "
                      f"max {s['relu_cost_pct_max']:+.1f}%")
