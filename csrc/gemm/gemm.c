@@ -245,10 +245,10 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                 /* columns outermost: a KC x NR micro-panel of B stays in L1-L2 while the rows'
                  * micro-panels of A stream by (B is re-read NR-tile times less) */
                 const int flags = t.flags;
+                t.pf_off = (ptrdiff_t)pl->nr;
                 for (size_t j = j0; j < j1; j += pl->nr) {
                     /* the first row tile fetches the next micro-panel into L2 meanwhile */
                     t.flags = flags | OXO_TILE_PREFETCH_B;
-                    t.pf_off = (ptrdiff_t)pl->nr;
                     for (size_t i = i0; i < i1; i += pl->mr) {
                         run_tile(pl, &t, Ak, Bblk, C, bias, i, i1, j, j0, j1);
                         t.flags = flags;
