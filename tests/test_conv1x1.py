@@ -348,6 +348,28 @@ def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, n, c, f,
     np.testing.assert_allclose(y0, r, rtol=0, atol=tol)
 
 
+# A channel-strided view whose rows are whole cache lines apart but hold a number of pixels
+# that is not a multiple of the vector (132 = 8 x 16 + 4): the column parts of 2-3 threads
+# start after the peel, and the last one ends in the dot-product tail (float32; float64's
+# vector holds 8). Same bits at every
+# offset and thread count; the values against the reference.
+@pytest.mark.parametrize("h, w", [(11, 12), (10, 10)])
+def test_peel_with_column_parts_and_a_tail(isa, dtype, rng, h, w):
+    c, f = 64, 48  # enough work for 2-3 threads (gemm.c: OXO_MIN_FLOPS_PER_THREAD)
+    base = rng.standard_normal((1, 4 * c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    y0 = onexone.conv1x1(np.ascontiguousarray(base[:, ::4]), wt, b, n_threads=1)
+    itemsize = np.dtype(dtype).itemsize
+    for off in range(0, 64, itemsize):
+        x = _at_offset(base, off)[:, ::4]
+        for nt in (1, 2, 3):
+            assert same_bits(onexone.conv1x1(x, wt, b, n_threads=nt), y0), (off, nt)
+    r = reference.conv1x1_naive(base[:, ::4], wt, b)
+    tol = tolerance(c, dtype, np.abs(base).max(), np.abs(wt).max(), np.abs(b).max())
+    np.testing.assert_allclose(y0, r, rtol=0, atol=tol)
+
+
 # GEMMs 21-24 columns wide run on the half-width set or, where the FMA probe finds 512-bit
 # FMAs at full width, on the full set's tile with its second vector masked: NHWC with F = 21-24
 # and NCHW maps of 21-24 pixels, with row tails and two K blocks. Both give the same bits.
