@@ -295,6 +295,9 @@ size_t oxo_gemm_full_k_runs(void);
 /* Tests only: GEMMs 21-24 columns wide always on the narrow set (1), always on the full set's
  * masked tile (2), or by oxo_probe_full_width (0, the default). */
 void oxo_gemm_narrow_mode(int mode);
+/* Tests only: B read in place past a vector boundary runs its peel (gemm.c, peel_pays) by
+ * the rule (0, the default), always (1) or never (2). The same results either way. */
+void oxo_gemm_peel_mode(int mode);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------
  * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran

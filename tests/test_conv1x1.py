@@ -315,6 +315,15 @@ def test_full_k_route_equals_blocked_route(isa, dtype, rng, n, c, f, h, w, group
 # so every later tile loads aligned vectors (gemm.c, plan.peel). Where x and y start must not
 # change a bit of the result: the same values at every offset of a cache line, against the
 # 64-byte-aligned copy, on 1-3 threads.
+@pytest.fixture(params=[0, 1], ids=["peel-by-rule", "peel-always"])
+def peel_mode(request):
+    """The peel as gemm.c's rule says (on Zen 4 only for units of 2048+ columns), and always."""
+    from onexone import _core
+    _core._peel_mode(request.param)
+    yield request.param
+    _core._peel_mode(0)
+
+
 def _at_offset(a, offset_bytes):
     """a's values in a C-contiguous array that starts offset_bytes past a 64-byte boundary."""
     buf = np.empty(a.nbytes + 128, np.uint8)
@@ -330,7 +339,7 @@ def _at_offset(a, offset_bytes):
     (1, 300, 20, 7, 16, 1),    # full-K route (K > KC), 112 columns
     (1, 16, 96, 32, 33, 1),    # rows of 1056 columns: no common phase when es * 1056 % 64 != 0
 ])
-def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, n, c, f, h, w, groups):
+def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, peel_mode, n, c, f, h, w, groups):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((f, c // groups, 1, 1)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
@@ -354,7 +363,7 @@ def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, n, c, f,
 # vector holds 8). Same bits at every
 # offset and thread count; the values against the reference.
 @pytest.mark.parametrize("h, w", [(11, 12), (10, 10)])
-def test_peel_with_column_parts_and_a_tail(isa, dtype, rng, h, w):
+def test_peel_with_column_parts_and_a_tail(isa, dtype, rng, peel_mode, h, w):
     c, f = 64, 48  # enough work for 2-3 threads (gemm.c: OXO_MIN_FLOPS_PER_THREAD)
     base = rng.standard_normal((1, 4 * c, h, w)).astype(dtype)
     wt = rng.standard_normal((f, c, 1, 1)).astype(dtype)

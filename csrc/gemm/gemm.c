@@ -52,6 +52,9 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
 static atomic_int narrow_mode = 0; /* 0: by the probe, 1: the narrow set, 2: masked zmm tiles */
 void oxo_gemm_narrow_mode(int mode) { atomic_store(&narrow_mode, mode); }
 
+static atomic_int peel_mode = 0; /* 0: by the rule (partition), 1: always, 2: never */
+void oxo_gemm_peel_mode(int mode) { atomic_store(&peel_mode, mode); }
+
 static atomic_int allow_full_k = 1;
 static atomic_size_t full_k_runs = 0;
 void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0); }
@@ -448,6 +451,27 @@ static size_t gcd(size_t a, size_t b)
     return a;
 }
 
+/* Does a unit `width` columns wide gain by its peel? Aligning costs each row tile one more
+ * vector of FMAs per K block (the peel and the next tile both part-filled: 48 columns at
+ * offset 12 take 1 + 3 vectors instead of 3) in the part that holds column 0; the other
+ * parts start aligned (column_bound) at no cost. It pays where the part is wide, and more
+ * where split loads cost more. Zen 4 (512-bit FMAs at half width), x 16 bytes past a 64-byte
+ * boundary, alternating calls, peel / none: 1 thread 512->2048 at 6x8 0.74x, 2048->320 at
+ * 8x8 0.80x, 256->256 at 12x16 0.93x, 256->512 at 24x24 0.96x, 784-1024 columns 0.98-0.99x,
+ * 3136 and 12544 columns 0.96-1.09x (mostly above 1); 2 threads, parts of 1568 columns
+ * (mv2.56.exp) 1.06x, 6272 (mv2.112.proj) 1.03x, 392 (r50.c3) 0.98-1.01x. On an Intel core
+ * (two full-width FMA units), 1-2 threads, 784 columns (r50.c3.reduce, incep3a.1x1)
+ * 1.10-1.12x, 3136 columns 1.20-1.25x. Hence parts of at least 16 vectors there (at most
+ * 6% more FMAs in part 0), 64 on the others. */
+static int peel_pays(const plan *pl, size_t width)
+{
+    const int mode = atomic_load_explicit(&peel_mode, memory_order_relaxed);
+    if (mode) return mode == 1;
+    const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
+    const size_t vectors = f32 && oxo_probe_full_width(f32) ? 16 : 64;
+    return width >= vectors * pl->col_grain;
+}
+
 static void partition(plan *pl, int *nt, double flops)
 {
     const size_t per_thread = flops < OXO_SMALL_CALL_FLOPS ? 4 : 1;
@@ -479,6 +503,7 @@ static void partition(plan *pl, int *nt, double flops)
             pl->m_parts = rows < max_m ? rows : max_m;
         }
     }
+    if (pl->peel && !peel_pays(pl, g->N / pl->n_parts)) pl->peel = 0;
     pl->n_grains = cdiv(g->N - pl->peel, lanes); /* the grid starts after the peel */
     pl->m_grains = cdiv(g->M, pl->mr);
     pl->units = images * pl->m_parts * pl->n_parts;

@@ -45,6 +45,7 @@ cdef extern from "onexone.h" nogil:
     size_t oxo_gemm_full_k_runs()
     int oxo_probe_full_width(const oxo_kernels *ks)
     void oxo_gemm_narrow_mode(int mode)
+    void oxo_gemm_peel_mode(int mode)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
     int oxo_conv2d_fv_width_ok()
@@ -598,6 +599,13 @@ def _narrow_mode(mode):
     """Tests only: GEMMs 21-24 columns wide on the half-width set (1), on masked full-width
     tiles (2), or as the FMA probe says (0, the default). The same results either way."""
     oxo_gemm_narrow_mode(int(mode))
+
+
+def _peel_mode(mode):
+    """Tests only: B read in place past a vector boundary runs its first columns as a block
+    of their own as the rule says (0, the default), always (1) or never (2). The same results
+    either way."""
+    oxo_gemm_peel_mode(int(mode))
 
 
 def _allow_full_k(allow):
