@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                     library = "torch" if name.startswith("torch") else "onexone"
                     if library != previous:
                         time.sleep(bench.SETTLE_S)  # the other library's threads go idle first
-                    n_samples = args.repeats // args.rounds + (r < args.repeats % args.rounds)
+                    n_samples = bench.samples_in_round(args.repeats, args.rounds, r)
                     samples[name] += bench.measure(fn, repeats=n_samples).samples
                     previous = library
             for name, (fn, flop, expected) in fns.items():

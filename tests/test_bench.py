@@ -2,6 +2,8 @@
 reference and prints its table (timings are not asserted)."""
 import sys
 
+import pytest
+
 from onexone import bench
 
 
@@ -42,6 +44,13 @@ def test_ratio_just_below_one_is_not_printed_as_one():
     assert _fmt_ratio(1.0) == "1.00x"
     assert _fmt_ratio(1.004) == "1.00x"
     assert _fmt_ratio(1.2345) == "1.23x"
+
+
+@pytest.mark.parametrize("repeats, rounds", [(21, 3), (5, 2), (7, 1), (2, 3), (10, 4)])
+def test_samples_in_round_add_up(repeats, rounds):
+    counts = [bench.samples_in_round(repeats, rounds, r) for r in range(rounds)]
+    assert sum(counts) == repeats and max(counts) - min(counts) <= 1
+    assert counts == sorted(counts, reverse=True)
 
 
 def test_samples_are_taken_in_rounds(monkeypatch):

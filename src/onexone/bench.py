@@ -686,6 +686,12 @@ def _warn_if_busy(busy: Optional[float], progress: bool) -> Optional[float]:
     return busy
 
 
+def samples_in_round(repeats: int, rounds: int, r: int) -> int:
+    """How many of ``repeats`` samples round ``r`` of ``rounds`` takes (the first rounds take
+    the remainder, one each)."""
+    return repeats // rounds + (r < repeats % rounds)
+
+
 def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settle_s: float,
                 timing: dict, progress: bool, seed: int) -> dict:
     """Check and time every implementation on one layer; a result row.
@@ -723,7 +729,7 @@ def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settl
                         ok[impl.name] = False
                         _log(progress, f"\nWARNING: {impl.name} differs from the reference on "
                              f"{layer.name}:{e}")
-                t = measure(fn, repeats=repeats // rounds + (r < repeats % rounds), **block)
+                t = measure(fn, repeats=samples_in_round(repeats, rounds, r), **block)
             load = CpuSnapshot.take().others_since(before)
             if load is not None:
                 others[impl.name].append(load)
