@@ -618,7 +618,8 @@ int oxo_gemm_run(const oxo_gemm *g)
     partition(&pl, &nt, flops);
     /* Loop order (run_block). Columns outermost, each B micro-panel prefetched while the one
      * before it is in use, when threads split an image's columns (batch 1 on several
-     * threads) or when an image's B is too big for L2 (it comes from L3 or DRAM, once);
+     * threads) or when an image's B is too big for L2 (it comes from L3 or DRAM, once; but
+     * see below);
      * rows outermost otherwise (C is then the larger stream: whole rows of it are written in
      * sequence). Measured, 2 threads, medians of alternating calls, GFLOP/s columns / rows:
      * batch 1, 24->144 at 56x56 186 / 175, 128->512 at 28x28 215 / 195; batch 8, 256->64 at
@@ -629,10 +630,20 @@ int oxo_gemm_run(const oxo_gemm *g)
      * splits the columns. Measured on an Intel core, batch 1, 2 threads, alternating calls,
      * rows / columns: 16->96 at 112x112 1.52-1.64x, 8->64 at 112x112 1.98x, 3->64 1.62x,
      * 12->96 at 56x56 2.32x, 16->64 1.61x, 20->96 1.29x; 24->144 0.995x, 32->96 1.07x, 64->256
-     * 0.99x; 16->256 at 28x28 (784 columns) 0.90x. */
+     * 0.99x; 16->256 at 28x28 (784 columns) 0.90x.
+     * And an image's B bigger than L2 keeps the columns outermost only for K > 32 and fewer
+     * than 16 row tiles: with the rows-outer prefetching (run_block) the rows order waits for
+     * each new block of B once per block, which many row tiles amortize, while a short K
+     * leaves a micro-panel too little work to hide the next one's fetch. Zen 4, alternating
+     * calls, columns -> rows, batch 8 (each image new to the caches): 1 thread 32->64 and
+     * 24->48 at 112x112 1.37-1.43x, mv2.112.proj 1.01-1.15x, 1024->256, 512->256 at 28x28 and
+     * 128->128 at 56x56 1.04-1.06x, r50.c3.reduce 1.04-1.07x; 2 threads the same and
+     * mv2.112.proj 1.22-1.27x; but r50.c2.reduce (8 row tiles) 0.94-0.98x and mv2.56.proj
+     * (3) 0.92-1.02x, so those stay. Batch 1: 0.99-1.02x; im2col 3x3: 0.98-1.01x. */
     const double b_bytes = (double)g->K * (double)g->N * (double)pl.es;
     const int short_k = g->K <= 20 && g->N >= 2048;
-    pl.cols_outer = (pl.n_parts > 1 && !short_k) || b_bytes > OXO_L2_BYTES;
+    pl.cols_outer = (pl.n_parts > 1 && !short_k) ||
+                    (b_bytes > OXO_L2_BYTES && g->K > 32 && g->M < 16 * pl.mr);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
