@@ -387,10 +387,12 @@ static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t
 
 /* Where column part r of an image starts (r = n_parts: its end). The grid of grains starts
  * at the peel's end, so that every part's tiles are vector-aligned and only part 0 runs the
- * peel; no inner bound falls among the dot-product tail's columns. Zen 4, batch 1, 2
- * threads, alternating calls, grid from column 0 -> from the peel's end (x 16 bytes past a
- * 64-byte boundary: 12 columns of peel): mv2.28.exp 1.15x, incep3a.5x5red 1.15x,
- * mv2.112.proj 1.06-1.07x, mv2.56.exp 1.03x, r50.c3.reduce 1.00-1.05x, the rest 0.99-1.01x. */
+ * peel (with the grid from column 0 each part ran a peel of its own, one more vector of
+ * FMAs per row tile each); no inner bound falls among the dot-product tail's columns. Zen 4,
+ * batch 1, 2 threads, x 16 bytes past a 64-byte boundary, alternating calls in both orders:
+ * with the peel in every part, grid from column 0 -> from the peel's end, mv2.28.exp and
+ * incep3a.5x5red 1.15x (8 parts of 98 columns; peel_pays now drops their peel, same gain);
+ * where the peel pays (mv2.112.proj, parts of 6272 columns) 0.99-1.01x. */
 static size_t column_bound(const plan *pl, size_t r)
 {
     if (r == 0) return 0;
@@ -638,7 +640,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * calls, columns -> rows, batch 8 (each image new to the caches): 1 thread 32->64 and
      * 24->48 at 112x112 1.37-1.43x, mv2.112.proj 1.01-1.15x, 1024->256, 512->256 at 28x28 and
      * 128->128 at 56x56 1.04-1.06x, r50.c3.reduce 1.04-1.07x; 2 threads the same and
-     * mv2.112.proj 1.22-1.27x; but r50.c2.reduce (8 row tiles) 0.94-0.98x and mv2.56.proj
+     * mv2.112.proj 1.18-1.27x; but r50.c2.reduce (8 row tiles) 0.94-0.98x and mv2.56.proj
      * (3) 0.92-1.02x, so those stay. Batch 1: 0.99-1.02x; im2col 3x3: 0.98-1.01x. */
     const double b_bytes = (double)g->K * (double)g->N * (double)pl.es;
     const int short_k = g->K <= 20 && g->N >= 2048;
