@@ -310,20 +310,22 @@ def test_full_k_route_equals_blocked_route(isa, dtype, rng, n, c, f, h, w, group
     np.testing.assert_allclose(full[0], r, rtol=0, atol=tol)
 
 
-# B read in place whose rows start past a vector boundary (NumPy's large arrays start 16 bytes
-# past a 64-byte one): each unit runs its first columns up to the boundary as a narrow block,
-# so every later tile loads aligned vectors (gemm.c, plan.peel). Where x and y start must not
-# change a bit of the result: the same values at every offset of a cache line, against the
-# 64-byte-aligned copy, on 1-3 threads.
 @pytest.fixture(params=[0, 1], ids=["peel-by-rule", "peel-always"])
 def peel_mode(request):
-    """The peel as gemm.c's rule says (on Zen 4 only for units of 2048+ columns), and always."""
+    """The peel as gemm.c's rule says (on Zen 4 only where the part holding it is 64+
+    vectors wide), and always."""
     from onexone import _core
     _core._peel_mode(request.param)
     yield request.param
     _core._peel_mode(0)
 
 
+# B read in place whose rows start past a vector boundary (NumPy's large arrays start 16 bytes
+# past a 64-byte one): the first columns up to the boundary run as a narrow block (the peel:
+# where gemm.c's rule says, and always with peel-always), so every later tile loads aligned
+# vectors and the threads' column parts start after it. Where x and y start must not
+# change a bit of the result: the same values at every offset of a cache line, against the
+# 64-byte-aligned copy, on 1-3 threads.
 def _at_offset(a, offset_bytes):
     """a's values in a C-contiguous array that starts offset_bytes past a 64-byte boundary."""
     buf = np.empty(a.nbytes + 128, np.uint8)
@@ -360,8 +362,8 @@ def test_result_does_not_depend_on_where_x_and_y_start(isa, dtype, rng, peel_mod
 # A channel-strided view whose rows are whole cache lines apart but hold a number of pixels
 # that is not a multiple of the vector (132 = 8 x 16 + 4): the column parts of 2-3 threads
 # start after the peel, and the last one ends in the dot-product tail (float32; float64's
-# vector holds 8). Same bits at every
-# offset and thread count; the values against the reference.
+# vector holds 8). Same bits at every offset and thread count; the values against the
+# reference.
 @pytest.mark.parametrize("h, w", [(11, 12), (10, 10)])
 def test_peel_with_column_parts_and_a_tail(isa, dtype, rng, peel_mode, h, w):
     c, f = 64, 48  # enough work for 2-3 threads (gemm.c: OXO_MIN_FLOPS_PER_THREAD)

@@ -505,7 +505,7 @@ static void partition(plan *pl, int *nt, double flops)
             pl->m_parts = rows < max_m ? rows : max_m;
         }
     }
-    if (pl->peel && !peel_pays(pl, g->N / pl->n_parts)) pl->peel = 0;
+    if (pl->peel && (pl->peel >= g->N || !peel_pays(pl, g->N / pl->n_parts))) pl->peel = 0;
     pl->n_grains = cdiv(g->N - pl->peel, lanes); /* the grid starts after the peel */
     pl->m_grains = cdiv(g->M, pl->mr);
     pl->units = images * pl->m_parts * pl->n_parts;
@@ -597,9 +597,10 @@ int oxo_gemm_run(const oxo_gemm *g)
                 lanes * g->K * pl.es <= (512u << 10);
     pl.tail_ld = round_up(pl.full_k ? g->K : pl.kc, 16);
     /* B read in place whose rows (and images, groups) all start at the same offset from a
-     * vector boundary: each unit runs its first `peel` columns as a narrow block of their own,
-     * so the vector loads of every later tile are aligned (a NumPy array of a few MiB starts
-     * 16 bytes past a 64-byte boundary: every zmm load then spans two cache lines). */
+     * vector boundary: the first `peel` columns run as a narrow block of their own, so the
+     * vector loads of every later tile are aligned (a NumPy array of a few MiB starts 16 bytes
+     * past a 64-byte boundary: every zmm load then spans two cache lines); kept only where it
+     * pays (partition, peel_pays). */
     pl.peel = 0;
     {
         const size_t vb = lanes * pl.es;
@@ -610,7 +611,6 @@ int oxo_gemm_run(const oxo_gemm *g)
             pl.peel = (vb - a % vb) % vb / pl.es;
     }
 
-    if (pl.peel >= g->N) pl.peel = 0;
     /* Threads: as many as asked, but none that would get less than a minimum of work. */
     const double flops = 2.0 * (double)g->batch * (double)g->M * (double)g->N * (double)(g->K + 1);
     int nt = oxo_resolve_threads(g->n_threads);
