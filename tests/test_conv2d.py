@@ -132,6 +132,9 @@ THREAD_SHAPES = [
     ("pixels", 1, 24, 16, 40, 40, 3, 1, 1),
     ("channels", 1, 64, 96, 7, 7, 3, 1, 1),
     ("images", 3, 10, 12, 15, 17, 5, 1, 2),
+    # a grid ending 4 lanes past whole vectors (their dot products run in the unit that has
+    # the image's last vectors), split by pixels on 3 and 8 threads, two images
+    ("pixels-dot-tail", 2, 16, 8, 14, 14, 3, 1, 1),
     ("stride2", 1, 3, 20, 50, 50, 7, 2, 3),
 ]
 

@@ -19,7 +19,7 @@
  * The tiles of the grid (direct_nv vectors) and of F (direct_mr rows) go to the ISA's
  * direct micro-kernel (csrc/kernels/direct_vec_template.h), which runs the whole reduction
  * in registers and stores each output once, bias and activation fused; a grid that ends 1-4
- * lanes past whole vectors leaves those pixels to dot products (see dtail).
+ * lanes past whole vectors leaves those pixels to dot products (see tail_gather).
  * On an ISA with a second direct kernel, vectorized along output channels
  * (csrc/kernels/direct_fv_template.h, AVX-512), large layers run that one instead, always
  * on the padded copy (see "the kernel vectorized along output channels" below).
@@ -81,6 +81,10 @@ typedef struct dplan {
     ptrdiff_t *tap_off;      /* [taps] */
     size_t grid_lanes, nvec; /* Ho*G lanes, in nvec vectors */
     size_t segs;             /* store segments per vector */
+    /* the grid's last lanes as dot products (see tail_gather): tail_npix pixels from tail_pix0,
+     * their receptive fields in tail_cols [image][pixel][C*taps] */
+    size_t tail_pix0, tail_npix;
+    const char *tail_cols;
     /* work split */
     size_t f_parts, v_parts, units;
     size_t scratch_per_thread;
@@ -148,6 +152,32 @@ static void tile_masks(const dplan *p, size_t va, size_t nvt, uint32_t *tap_mask
     }
 }
 
+/* The tail pixels of image b for output channels [f, f + m), by the ISA's dot kernel. */
+static void tail_rows(const dplan *p, size_t b, size_t f, size_t m)
+{
+    const size_t es = p->es, k = p->c * p->taps, dmr = p->ks->dot_mr, dnr = p->ks->dot_nr;
+    oxo_dot_tile t;
+    t.k = k;
+    t.rs_a = p->rs_w;
+    t.rs_bt = (ptrdiff_t)k;
+    t.rs_c = (ptrdiff_t)p->plane;
+    t.cs_c = 1;
+    t.bias_mode = p->bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
+    t.act = p->act;
+    t.flags = OXO_TILE_FINAL;
+    for (size_t i = f; i < f + m; i += dmr) {
+        t.m = min_sz(dmr, f + m - i);
+        t.a = p->wt + (ptrdiff_t)i * p->rs_w * (ptrdiff_t)es;
+        t.bias = p->bias ? p->bias + i * es : NULL;
+        for (size_t j = 0; j < p->tail_npix; j += t.n) {
+            t.n = min_sz(dnr, p->tail_npix - j);
+            t.bt = p->tail_cols + (b * p->tail_npix + j) * k * es;
+            t.c = p->y + ((b * p->f + i) * p->plane + p->tail_pix0 + j) * es;
+            p->ks->dot(&t);
+        }
+    }
+}
+
 /* One unit: image b, output channels [f0, f1), grid vectors [v0, v1). */
 static void run_unit(const dplan *p, size_t u, char *scratch)
 {
@@ -197,6 +227,10 @@ static void run_unit(const dplan *p, size_t u, char *scratch)
             t.y = y + f * p->plane * p->es;
             t.bias = p->bias ? p->bias + f * p->es : NULL;
             p->ks->direct(&t);
+            /* the tail's rows while this panel of W is in L2: the panel's turn among the
+             * image's parts by pixels, all of them in its only part by pixels otherwise */
+            if (p->tail_npix && k + 1 == ntiles && f / p->mr % p->v_parts == vr)
+                tail_rows(p, b, f, t.m);
         }
         va += nvt;
     }
@@ -325,12 +359,19 @@ static int direct_layout(const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t 
  * When the grid ends a few lanes past a whole number of vectors (at most a quarter of one: the
  * 49th pixel of a 7x7 map), those pixels are not given a vector of their own (its FMAs would
  * be 1/16 used): each one's receptive field is gathered into a column of C*KH*KW values (0 in
- * the padding) and every filter's row of W is multiplied with it by the ISA's dot-product
- * kernel, split between the threads by blocks of filters. (A run of grid lanes holds a run of
- * pixels in raster order: consecutive in y.) Measured, alternating calls, GFLOP/s with / without:
+ * the padding) before the tiles run, and each unit multiplies a panel of its filter rows with
+ * those columns by the ISA's dot-product kernel right after its last tile of that panel
+ * (tail_rows), while the panel's weights are still in L2.
+ * (A run of grid lanes holds a run of pixels in raster order: consecutive in y.) Measured,
+ * alternating calls, GFLOP/s with / without the dot products (a vector for the tail instead):
  * r50.c5.3x3 (512->512, 7x7) 1 thread 94.0 / 81.8, 2 threads 197.0 / 165.3; r50.c4.3x3
- * (14x14, 4 lanes) 1.00-1.04x. */
-enum { OXO_DTAIL_ROWS = 16 };
+ * (14x14, 4 lanes) 1.00-1.04x. In the tiles' units rather than a pass of their own after
+ * them (which read all of W again, from L3 where W is larger than L2: 9.4 MB for r50.c5.3x3),
+ * GFLOP/s ratio fused / separate pass, alternating calls, both orders: r50.c5.3x3 2 threads
+ * 1.015-1.017x, 1 thread 1.01x; 1024->1024 at 7x7 (W 37.7 MB) 2 threads 1.11-1.14x, 1 thread
+ * 1.10x; where W fits in L2 (64-256 channels at 14x14 and 7x7) 0.97-1.04x, no steady sign. An
+ * image cut by pixels has its parts take the panels in turn (each part's last tile runs every
+ * panel); the last part taking all of them measured the same. */
 
 /* How many of a grid's lanes go to dot products: the lanes past its whole vectors when they
  * are at most a quarter of one and at least one whole vector precedes them; else 0. */
@@ -340,28 +381,19 @@ static size_t dot_tail_lanes(size_t grid_lanes, size_t lanes)
     return grid_lanes >= lanes && 4 * rest <= lanes ? rest : 0;
 }
 
-typedef struct dtail {
-    const dplan *p;
-    size_t pix0, npix;               /* output pixels pix0 .. pix0 + npix - 1 (ho*Wo + wo) */
-    size_t k;                        /* C*KH*KW */
-    char *cols;                      /* [image][pixel][k] */
-    atomic_size_t next;
-} dtail;
-
-/* Each tail pixel's receptive field as a row of cols (image b's pixels at b*npix). Not
- * oxo_pack_im2col (transposed): its per-row set-up (divisions, the padding's run bounds) is
- * made for blocks hundreds of columns wide and costs more than the copy of 1-4 columns
- * (r50.c5.3x3, alternating calls, this loop / the packer: 2 threads 1.02-1.05x, 1 thread
- * 1.00x). */
-static void dtail_gather(const dtail *d, const oxo_tensor4 *x)
+/* Each tail pixel's receptive field as a row of p->tail_cols (image b's pixels at
+ * b*tail_npix). Not oxo_pack_im2col (transposed): its per-row set-up (divisions, the
+ * padding's run bounds) is made for blocks hundreds of columns wide and costs more than the
+ * copy of 1-4 columns (r50.c5.3x3, alternating calls, this loop / the packer: 2 threads
+ * 1.02-1.05x, 1 thread 1.00x). */
+static void tail_gather(const dplan *p, const oxo_tensor4 *x, char *cols)
 {
-    const dplan *p = d->p;
     const oxo_conv2d_geom *g = p->g;
-    const size_t es = p->es;
+    const size_t es = p->es, k = p->c * p->taps;
     for (size_t b = 0; b < p->n; b++) {
-        for (size_t k = 0; k < d->npix; k++) {
-            const size_t ho = (d->pix0 + k) / g->wo, wo = (d->pix0 + k) % g->wo;
-            char *col = d->cols + (b * d->npix + k) * d->k * es;
+        for (size_t j = 0; j < p->tail_npix; j++) {
+            const size_t ho = (p->tail_pix0 + j) / g->wo, wo = (p->tail_pix0 + j) % g->wo;
+            char *col = cols + (b * p->tail_npix + j) * k * es;
             for (size_t c = 0, q = 0; c < p->c; c++) {
                 for (size_t kh = 0; kh < g->kh; kh++) {
                     const ptrdiff_t r = (ptrdiff_t)ho * g->sh - g->ph + (ptrdiff_t)kh * g->dh;
@@ -376,40 +408,6 @@ static void dtail_gather(const dtail *d, const oxo_tensor4 *x)
                         }
                     }
                 }
-            }
-        }
-    }
-}
-
-static void dtail_thread(void *arg, int tid)
-{
-    (void)tid;
-    dtail *d = (dtail *)arg;
-    const dplan *p = d->p;
-    const size_t es = p->es, blocks = cdiv(p->f, OXO_DTAIL_ROWS);
-    const size_t dmr = p->ks->dot_mr, dnr = p->ks->dot_nr;
-    oxo_dot_tile t;
-    t.k = d->k;
-    t.rs_a = p->rs_w;
-    t.rs_bt = (ptrdiff_t)d->k;
-    t.rs_c = (ptrdiff_t)p->plane;
-    t.cs_c = 1;
-    t.bias_mode = p->bias ? OXO_BIAS_ROW : OXO_BIAS_NONE;
-    t.act = p->act;
-    t.flags = OXO_TILE_FINAL;
-    for (;;) {
-        const size_t u = atomic_fetch_add_explicit(&d->next, 1, memory_order_relaxed);
-        if (u >= p->n * blocks) break;
-        const size_t b = u / blocks, f0 = u % blocks * OXO_DTAIL_ROWS, f1 = min_sz(f0 + OXO_DTAIL_ROWS, p->f);
-        for (size_t f = f0; f < f1; f += dmr) {
-            t.m = min_sz(dmr, f1 - f);
-            t.a = p->wt + (ptrdiff_t)f * p->rs_w * (ptrdiff_t)es;
-            t.bias = p->bias ? p->bias + f * es : NULL;
-            for (size_t k = 0; k < d->npix; k += t.n) {
-                t.n = min_sz(dnr, d->npix - k);
-                t.bt = d->cols + (b * d->npix + k) * d->k * es;
-                t.c = p->y + ((b * p->f + f) * p->plane + d->pix0 + k) * es;
-                p->ks->dot(&t);
             }
         }
     }
@@ -770,14 +768,12 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     }
     p.grid_lanes = g->ho * p.pitch;
     p.nvec = cdiv(p.grid_lanes, p.lanes);
-    dtail tail;
-    tail.npix = 0;
     if (!fv && dot_tail_lanes(p.grid_lanes, p.lanes) && cs_w == 1 && ks->dot) {
         const size_t full = p.grid_lanes / p.lanes;
         for (size_t j = full * p.lanes; j < p.grid_lanes; j++) {
             if (j % p.pitch >= g->wo) continue; /* nobody's lane */
-            if (!tail.npix) tail.pix0 = j / p.pitch * g->wo + j % p.pitch;
-            tail.npix++;
+            if (!p.tail_npix) p.tail_pix0 = j / p.pitch * g->wo + j % p.pitch;
+            p.tail_npix++;
         }
         p.nvec = full;
         p.grid_lanes = full * p.lanes; /* the vectors' tiles end there */
@@ -868,27 +864,28 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
         oxo_scratch_free(staging);
         return OXO_ENOMEM;
     }
+    char *cols = NULL;
+    if (p.tail_npix) {
+        const size_t k = p.c * p.taps;
+        cols = k && p.n * p.tail_npix > (size_t)-1 / k / p.es ? NULL : oxo_aligned_alloc(p.n * p.tail_npix * k * p.es);
+        if (!cols) {
+            oxo_aligned_free(scratch);
+            oxo_aligned_free(tap_off);
+            oxo_scratch_free(staging);
+            return OXO_ENOMEM;
+        }
+        tail_gather(&p, x, cols);
+        p.tail_cols = cols;
+    }
     drun r;
     r.p = &p;
     r.scratch = scratch;
     atomic_init(&r.next, 0);
     oxo_parallel(nt, direct_thread, &r);
+    oxo_aligned_free(cols);
     oxo_aligned_free(scratch);
     oxo_aligned_free(tap_off);
     oxo_scratch_free(staging);
-
-    if (tail.npix) {
-        tail.p = &p;
-        tail.k = p.c * p.taps;
-        if (tail.k && p.n * tail.npix > (size_t)-1 / tail.k / p.es) return OXO_ENOMEM;
-        tail.cols = oxo_aligned_alloc(p.n * tail.npix * tail.k * p.es);
-        if (!tail.cols) return OXO_ENOMEM;
-        dtail_gather(&tail, x);
-        atomic_init(&tail.next, 0);
-        const size_t units = p.n * cdiv(p.f, OXO_DTAIL_ROWS);
-        oxo_parallel(units < (size_t)nt ? (int)units : nt, dtail_thread, &tail);
-        oxo_aligned_free(tail.cols);
-    }
     return OXO_OK;
 }
 
@@ -915,7 +912,7 @@ int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const
     size_t pitch, hh, u;
     direct_layout(x, g, lanes, 0, &pitch, &hh, &u);
     const size_t grid = g->ho * pitch;
-    /* a short tail of the grid goes to dot products (see dtail): about its own lanes' cost */
+    /* a short tail of the grid goes to dot products (see tail_gather): about its own lanes' cost */
     const size_t spent = dot_tail_lanes(grid, lanes) ? grid : cdiv(grid, lanes) * lanes;
     const double direct = (double)pixels / (double)spent;
     const size_t tail = pixels % lanes;
