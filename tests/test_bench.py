@@ -84,3 +84,34 @@ def test_samples_are_taken_in_rounds(monkeypatch):
     # more rounds than samples: one sample per round
     assert bench.run("incep3a.5x5red", repeats=2, rounds=9, min_sample_s=1e-4, warmup_s=0,
                      peak_seconds=0.01, settle_s=0, progress=False)["method"]["rounds"] == 2
+
+
+@pytest.mark.parametrize("module, args, option", [
+    ("bench", ["--threads", "0"], "--threads"),
+    ("bench", ["--threads", "two"], "--threads"),
+    ("bench", ["--batch", "0"], "--batch"),
+    ("bench", ["--repeats", "-1"], "--repeats"),
+    ("bench", ["--rounds", "0"], "--rounds"),
+    ("demo", ["--threads", "0"], "--threads"),
+])
+def test_cli_rejects_bad_counts_as_usage_errors(module, args, option, capsys):
+    """A bad count on the command line is a usage error (exit status 2, the option named),
+    not a traceback from deep inside the run."""
+    import importlib
+
+    mod = importlib.import_module(f"onexone.{module}")
+    with pytest.raises(SystemExit) as e:
+        mod.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and repr(args[1]) in err
+
+
+def test_negative_threads_count_back_from_all_cores():
+    """--threads -1 means all cores, as n_threads=-1 does in the API."""
+    from onexone import _core
+
+    results = bench.run("incep3a.5x5red", threads=-1, repeats=1, min_sample_s=1e-4, warmup_s=0,
+                        peak_seconds=0.01, settle_s=0, progress=False, relu=False)
+    assert results["threads"] == _core.max_threads()
+    assert all(r["ok"] for r in results["layers"][0]["results"].values())

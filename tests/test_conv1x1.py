@@ -406,3 +406,29 @@ def test_narrow_columns_both_tiles(isa, dtype, rng, n, c, f, h, w, layout):
     assert_matches_references(ys[0], x, wt, b, "relu")
     for y in ys[1:]:
         assert same_bits(y, ys[0])
+
+
+@pytest.mark.parametrize("xdt, wdt, bdt, expect", [
+    (np.uint8, np.float32, np.float32, np.float32),   # integers beside a float follow it
+    (np.int16, np.float32, None, np.float32),
+    (np.int32, np.float32, None, np.float64),         # as np.result_type(int32, float32)
+    (np.uint8, np.float64, np.float32, np.float64),
+    (np.int64, np.int64, np.int64, np.float64),       # all integers: float64
+    (np.bool_, np.int8, None, np.float64),
+    (np.bool_, np.bool_, None, np.float64),
+])
+@pytest.mark.parametrize("op", ["conv1x1", "conv2d"])
+def test_integer_and_bool_operands_promote_as_documented(xdt, wdt, bdt, expect, op):
+    """The result dtype is np.result_type(x, w, b) when it is a float, float64 when every
+    operand is an integer or bool; the values are the exact integer products."""
+    rng = np.random.default_rng(7)
+    hi = 2 if xdt is np.bool_ else 9
+    x = rng.integers(0, hi, (2, 5, 3, 4)).astype(xdt)
+    w = rng.integers(0 if wdt is np.bool_ else -4, 2 if wdt is np.bool_ else 5, (6, 5, 1, 1)).astype(wdt)
+    b = None if bdt is None else rng.integers(-3, 4, 6).astype(bdt)
+    y = getattr(onexone, op)(x, w, b)
+    assert y.dtype == expect
+    want = np.einsum("fc,nchw->nfhw", w[:, :, 0, 0].astype(np.int64), x.astype(np.int64))
+    if b is not None:
+        want = want + b.astype(np.int64)[None, :, None, None]
+    np.testing.assert_array_equal(y, want.astype(expect))

@@ -165,7 +165,7 @@ ERRORS = [
         f32(2, 3),
         {"out": np.empty((1, 2, 4, 4), ">f4" if np.little_endian else "<f4")},
         ValueError,
-        r"dtype",
+        r"out has dtype [<>]f4 \(non-native byte order\).*float32 in native byte order",
     ),
     (
         "out_fortran",
@@ -258,3 +258,23 @@ def test_out_overlaps_weight_or_bias():
     b = np.zeros(4, np.float32)
     with pytest.raises(ValueError, match="overlaps bias"):
         onexone.conv1x1(x, f32(4, 4), b, out=b.reshape(1, 4, 1, 1))
+
+
+NHWC_SAYS = re.escape("(layout='NHWC': channels are x's last axis)")
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: onexone.conv1x1(f32(1, 3, 3, 4), f32(2, 3), layout="NHWC"),
+     r"expects x with 3 channels, got x of shape \(1, 3, 3, 4\) with 4 channels " + NHWC_SAYS),
+    (lambda: onexone.conv1x1(f32(1, 3, 3, 4), f32(3, 2), layout="NHWC", groups=3),
+     r"groups=3 must divide the input channels: x of shape \(1, 3, 3, 4\) has 4 channels " + NHWC_SAYS),
+    (lambda: onexone.conv1x1_backward(f32(1, 3, 3, 2), f32(1, 3, 3, 4), f32(2, 3), layout="NHWC"),
+     r"with 4 channels " + NHWC_SAYS),
+    (lambda: onexone.conv1x1(f32(1, 4, 3, 3), f32(2, 3)),
+     r"got x of shape \(1, 4, 3, 3\) with 4 channels$"),
+], ids=["conv1x1", "groups", "backward", "nchw-says-no-layout"])
+def test_channel_errors_name_the_layout(call, says):
+    """A channels-last x of the wrong depth: the message says which axis was read as the
+    channels (a user who forgot layout= sees 'with 4 channels' for the width)."""
+    with pytest.raises(ValueError, match=says):
+        call()

@@ -32,7 +32,7 @@ def as_array(a, name: str) -> np.ndarray:
     if arr.dtype.kind in "OSUVMm":
         raise TypeError(
             f"{name} has dtype {arr.dtype}, which onexone does not support; "
-            "expected float32 or float64 (integers and bools are promoted to float64)"
+            "expected float32 or float64 (integers and bools promote as np.result_type does, all-integer to float64)"
         )
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} has complex dtype {arr.dtype}; onexone supports float32 and float64 only")
@@ -42,8 +42,8 @@ def as_array(a, name: str) -> np.ndarray:
 def result_dtype(**arrays) -> np.dtype:
     """np.result_type of the operands, mapped onto the dtypes with kernels.
 
-    float32 and float64 stay; integers and bools promote to float64 as NumPy's float
-    arithmetic would; anything else (float16, longdouble, ...) is a TypeError."""
+    float32 and float64 stay (integers beside a float follow it, as np.result_type does);
+    all-integer or bool operands give float64, as NumPy's true division would; anything else (float16, longdouble, ...) is a TypeError."""
     present = {k: v for k, v in arrays.items() if v is not None}
     dts = [v.dtype for v in present.values()]
     if dts[0] in _SUPPORTED and all(d == dts[0] for d in dts):  # the common case, fast
@@ -95,6 +95,34 @@ def check_n_threads(n_threads, default: int) -> int:
     return min(n, MAX_THREADS)
 
 
+def cli_threads(text: str) -> int:
+    """argparse type of ``--threads``: an int as n_threads takes it (n >= 1, or -1 all cores,
+    -2 all but one, ...); 0 and non-integers are usage errors, not tracebacks."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive int, or a negative int counting back from all cores (-1: all), got {text!r}")
+    return n
+
+
+def cli_positive_int(text: str) -> int:
+    """argparse type of counts (``--batch``, ``--repeats``, ...): an int >= 1."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return n
+
+
 def check_activation(activation) -> int:
     try:
         return ACTIVATIONS[activation]
@@ -141,6 +169,10 @@ def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.n
     if out.shape != shape:
         raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
     if out.dtype != dtype:
+        if out.dtype.newbyteorder("=") == dtype:
+            raise ValueError(f"out has dtype {out.dtype.str} (non-native byte order), but the result "
+                             f"has dtype {dtype} in native byte order ({dtype.str}); the kernels "
+                             "write native byte order only")
         raise ValueError(f"out has dtype {out.dtype}, but the result has dtype {dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"out of shape {out.shape} must be C-contiguous (strides {out.strides})")
@@ -235,8 +267,9 @@ def check_layout(layout) -> bool:
     return layout.upper() == "NHWC"
 
 
-def check_groups(groups, c: int, f: int, x_shape: tuple, w_shape: tuple) -> int:
-    """groups must be a positive int dividing both the input and the output channels."""
+def check_groups(groups, c: int, f: int, x_shape: tuple, w_shape: tuple, where: str = "") -> int:
+    """groups must be a positive int dividing both the input and the output channels.
+    ``where`` follows the count of x's channels in messages (the layout, for NHWC)."""
     if isinstance(groups, (bool, np.bool_)):
         raise TypeError(f"groups must be a positive int, got {groups!r}")
     try:
@@ -247,7 +280,7 @@ def check_groups(groups, c: int, f: int, x_shape: tuple, w_shape: tuple) -> int:
         raise ValueError(f"groups must be a positive int, got groups={g}")
     if c % g:
         raise ValueError(
-            f"groups={g} must divide the input channels: x of shape {x_shape} has {c} channels"
+            f"groups={g} must divide the input channels: x of shape {x_shape} has {c} channels{where}"
         )
     if f % g:
         raise ValueError(
@@ -280,12 +313,14 @@ def _operands(x, weight, bias):
     return x, weight, bias, result_dtype(x=x, weight=weight, bias=bias)
 
 
-def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias) -> int:
+def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias, nhwc: bool = False) -> int:
     """groups, x's c channels against the weight's f filters of cg channels, and the bias."""
-    g = check_groups(groups, c, f, x_shape, w_shape)
+    where = " (layout='NHWC': channels are x's last axis)" if nhwc else ""
+    g = check_groups(groups, c, f, x_shape, w_shape, where)
     if c != cg * g:
         expect = f"{cg} channels" if g == 1 else f"{cg * g} channels ({cg} per group x groups={g})"
-        raise ValueError(f"weight of shape {w_shape} expects x with {expect}, got x of shape {x_shape}")
+        raise ValueError(f"weight of shape {w_shape} expects x with {expect}, got x of shape {x_shape} "
+                         f"with {c} channels{where}")
     if bias is not None and bias.shape != (f,):
         raise ValueError(
             f"bias of shape {bias.shape} does not match weight of shape {w_shape}: "
@@ -330,7 +365,7 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         x4 = x4.transpose(0, 3, 1, 2)
     w2 = _weight_2d(weight, op)
     f, cg = w2.shape
-    g = _check_channels(x.shape, x4.shape[1], weight.shape, f, cg, groups, bias)
+    g = _check_channels(x.shape, x4.shape[1], weight.shape, f, cg, groups, bias, nhwc)
 
     xs = x4[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x4  # the pixels read: a view
     n, _, ho, wo = xs.shape

@@ -16,6 +16,11 @@ def get_num_threads() -> int:
     ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS`` and threadpoolctl's
     ``threadpool_limits``.
 
+    Returns
+    -------
+    int
+        At least 1.
+
     Examples
     --------
     >>> import onexone
@@ -26,8 +31,23 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: Optional[int]) -> None:
-    """Set the thread count used by calls with ``n_threads=None``; ``None`` goes back to
-    OpenMP's default. A per-call ``n_threads`` always wins.
+    """Set the thread count used by calls with ``n_threads=None``, in the whole process.
+    A per-call ``n_threads`` always wins.
+
+    Parameters
+    ----------
+    n : int or None
+        ``n >= 1``: that many threads (at most 1024). Negative counts back from all cores, as
+        scikit-learn and joblib do: ``-1`` all of OpenMP's ``omp_get_max_threads()``, ``-2``
+        all but one (at least 1), resolved when called. ``None``: back to OpenMP's default,
+        followed as it changes.
+
+    Raises
+    ------
+    ValueError
+        ``n == 0``.
+    TypeError
+        ``n`` is not an int or None (a bool, a float, a string).
 
     Examples
     --------
@@ -138,6 +158,24 @@ def config() -> dict:
 def show_config(mode: str = "stdout"):
     """Print (``mode="stdout"``) or return (``mode="dicts"``) how onexone was built and
     what it runs here: ISA and kernels, OpenMP and threads, block sizes.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}
+        Print a readable summary, or return it as a dict.
+
+    Returns
+    -------
+    None or dict
+        With ``mode="dicts"``: keys ``version``, ``python``, ``machine``, ``isa`` (active,
+        detected, available, forced_by_env), ``kernels``, ``blocking``, ``l2_bytes``,
+        ``direct_fv`` and ``threads`` (openmp, openmp_runtime, default, omp_max_threads,
+        OMP_NUM_THREADS).
+
+    Raises
+    ------
+    ValueError
+        ``mode`` is neither.
 
     Examples
     --------

@@ -68,8 +68,8 @@ def conv1x1(
     -------
     ndarray, shape (N, F, Ho, Wo) (NHWC: (N, Ho, Wo, F); 3-D for a 3-D x), C-contiguous
         ``Ho = (H - 1) // sh + 1``; dtype ``np.result_type(x, weight, bias)`` when float32 or
-        float64, integer and bool inputs giving float64. Bitwise the same for every thread
-        count.
+        float64 (a uint8 x with float32 weights gives float32), all-integer or bool operands
+        giving float64. Bitwise the same for every thread count.
 
     Raises
     ------
@@ -265,8 +265,8 @@ def conv2d(
     Returns
     -------
     ndarray, shape (N, F, Ho, Wo) (or (F, Ho, Wo) for a 3-D x), C-contiguous
-        dtype ``np.result_type(x, weight, bias)`` when float32 or float64; integer and bool
-        inputs give float64. The result is bitwise the same for every thread count.
+        dtype ``np.result_type(x, weight, bias)`` when float32 or float64 (a uint8 x with
+        float32 weights gives float32); all-integer or bool operands give float64. The result is bitwise the same for every thread count.
 
     Raises
     ------

@@ -58,6 +58,8 @@ from typing import (
 
 import numpy as np
 
+from ._args import check_n_threads, cli_positive_int, cli_threads
+
 __all__ = [
     "Layer",
     "SUITE",
@@ -614,9 +616,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
                          f"repeats={repeats}, rounds={rounds}")
     method["rounds"] = rounds = min(rounds, repeats)
     # Resolve threads before any peer is imported: torch may change OpenMP's default.
-    threads = get_num_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = check_n_threads(threads, get_num_threads())
     chosen = select_layers(layers, kxk)
     impls, skipped = [], {}
     for impl in (KXK_IMPLEMENTATIONS if kxk else IMPLEMENTATIONS).values():
@@ -972,14 +972,14 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
                                     f"{k} ({len(v)} layers)" for k, v in PRESETS.items())
                                 + "; with --kxk: " + ", ".join(
                                     f"{k} ({len(v)} layers)" for k, v in KXK_PRESETS.items()))
-    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads of every implementation (default: all usable cores)")
+    p.add_argument("--batch", type=cli_positive_int, default=1, help="images per call (default 1)")
+    p.add_argument("--threads", type=cli_threads, default=None,
+                   help="threads of every implementation (default: all usable cores; -1 all, -2 all but one)")
     p.add_argument("--layers", default="all", help="comma list of layer or preset names (default all)")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=cli_positive_int, default=None,
                    help=f"timed samples per layer and implementation (default {DEFAULTS['repeats']}, "
                    f"--quick {QUICK['repeats']})")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--rounds", type=cli_positive_int, default=None,
                    help="blocks the samples are taken in, the implementations taking turns "
                    f"(default {DEFAULTS['rounds']}, --quick {QUICK['rounds']})")
     p.add_argument("--quick", action="store_true", help="fewer and shorter samples (a rough look)")

@@ -108,7 +108,7 @@ def conv1x1(
     dask.array.Array, shape (N, F, Ho, Wo) (NHWC: (N, Ho, Wo, F); 3-D for a 3-D x)
         Lazy: nothing is computed until ``.compute()`` (or ``.persist()``, ``da.store`` ...).
         dtype as :func:`onexone.conv1x1`: ``np.result_type(x, weight, bias)`` when float32 or
-        float64, integers and bools giving float64. Chunks: xd's along the images, all F
+        float64, all-integer or bool operands giving float64. Chunks: xd's along the images, all F
         channels in one chunk, and along H and W the output rows and columns of xd's chunks:
         with a stride s, the chunk holding input rows [o, o + n) holds output rows
         ceil(o / s) to ceil((o + n) / s), so chunks may have any offsets (a chunk with no

@@ -29,6 +29,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._args import check_n_threads, cli_threads
+
 __all__ = [
     "conv_flops",
     "conv_params",
@@ -284,7 +286,7 @@ def run(threads: Optional[int] = None, quick: bool = False, seed: int = 0, check
     return the tables as a JSON-able dict."""
     from . import get_num_threads, reference
 
-    threads = get_num_threads() if threads is None else int(threads)
+    threads = check_n_threads(threads, get_num_threads())
     rng = np.random.default_rng(seed)
     tol = dict(rtol=1e-3, atol=1e-3)
     results: dict = {"threads": threads}
@@ -387,7 +389,8 @@ def format_tables(results: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone demo") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all usable cores)")
+    p.add_argument("--threads", type=cli_threads, default=None,
+                   help="threads (default: all usable cores; -1 all, -2 all but one)")
     p.add_argument("--quick", action="store_true", help="fewer timing samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights")
     args = p.parse_args(argv)
