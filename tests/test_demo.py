@@ -35,12 +35,31 @@ def test_fcn_counts():
     assert demo.conv_params(4096, 2048, 1, 1) == 4096 * 2048 + 2048 == 8_390_656
 
 
+def _pool_oracle(x):
+    h, w = x.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    return np.max([xp[:, :, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=0)
+
+
 def test_max_pool_3x3():
     x = np.arange(2 * 3 * 5 * 4, dtype=np.float32).reshape(2, 3, 5, 4) * np.where(np.arange(4) % 2, 1, -1)
-    y = demo.max_pool_3x3(x)
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    expected = np.max([xp[:, :, i : i + 5, j : j + 4] for i in range(3) for j in range(3)], axis=0)
-    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(demo.max_pool_3x3(x), _pool_oracle(x))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 1, 1), (1, 2, 1, 5), (1, 2, 5, 1), (2, 2, 2, 2),
+                                   (3, 4, 2, 7), (2, 5, 7, 9), (1, 192, 28, 28)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_3x3_edges_and_reuse(shape, dtype):
+    """The flat shifts cross planes and rows: every plane's edge rows and columns must see
+    only their own plane's neighbours, for maps of 1 and 2 rows or columns too; with out and
+    work reused for new inputs, and for a Fortran-ordered x."""
+    rng = np.random.default_rng(sum(shape))
+    out, work = np.empty(shape, dtype), {}
+    for _ in range(3):
+        x = rng.standard_normal(shape).astype(dtype)
+        assert demo.max_pool_3x3(x, out=out, work=work) is out
+        np.testing.assert_array_equal(out, _pool_oracle(x))
+    np.testing.assert_array_equal(demo.max_pool_3x3(np.asfortranarray(x)), _pool_oracle(x))
 
 
 def _close(a, b):
