@@ -586,7 +586,8 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
         None for the whole suite.
     batch, threads
         Images per call, and the thread count of every implementation (None: onexone's
-        default, i.e. all usable cores honouring ``OMP_NUM_THREADS``).
+        default, i.e. all usable cores honouring ``OMP_NUM_THREADS``; a negative count
+        counts back from all cores, as ``n_threads`` does).
     repeats, rounds, min_sample_s, warmup_s, peak_seconds
         Samples per implementation and layer, the blocks they are taken in (the
         implementations take turns block by block), the least duration of one sample, the

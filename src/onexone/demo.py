@@ -323,7 +323,8 @@ def _time_slow(fn: Callable[[], object], calls: int = 3) -> float:
 
 def run(threads: Optional[int] = None, quick: bool = False, seed: int = 0, check: bool = True) -> dict:
     """Build the three comparisons, check each module against its NumPy reference, time them;
-    return the tables as a JSON-able dict."""
+    return the tables as a JSON-able dict. ``threads`` as ``n_threads`` (None: the default;
+    -1 all cores, -2 all but one, ...)."""
     from . import get_num_threads, reference
 
     threads = check_n_threads(threads, get_num_threads())
