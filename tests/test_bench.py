@@ -59,14 +59,20 @@ def test_samples_are_taken_in_rounds(monkeypatch):
     all 5; a pause only before a block that follows another library's block (the layer's
     reference ran on NumPy before the first)."""
     order, pauses = [], []
-    measure = bench.measure
+    measure, measure_pair = bench.measure, bench.measure_pair
 
     def spy(fn, **kw):
         t = measure(fn, **kw)
         order.append(len(t.samples))
         return t
 
+    def spy_pair(fa, fb, **kw):  # onexone and onexone_relu: one block, two implementations
+        ta, tb, ratios = measure_pair(fa, fb, **kw)
+        order.extend([len(ta.samples), len(tb.samples)])
+        return ta, tb, ratios
+
     monkeypatch.setattr(bench, "measure", spy)
+    monkeypatch.setattr(bench, "measure_pair", spy_pair)
     monkeypatch.setattr(bench.time, "sleep", pauses.append)
     results = bench.run("incep3a.5x5red", repeats=5, rounds=2, min_sample_s=1e-4, warmup_s=0,
                         peak_seconds=0.01, settle_s=0.125, progress=False)
@@ -84,6 +90,29 @@ def test_samples_are_taken_in_rounds(monkeypatch):
     # more rounds than samples: one sample per round
     assert bench.run("incep3a.5x5red", repeats=2, rounds=9, min_sample_s=1e-4, warmup_s=0,
                      peak_seconds=0.01, settle_s=0, progress=False)["method"]["rounds"] == 2
+
+
+def test_relu_cost_is_the_median_of_paired_samples():
+    """onexone and onexone_relu alternate inside their blocks; the ReLU cost is the median of
+    the pairs' ratios, one pair per sample of every round."""
+    results = bench.run("incep3a.5x5red", repeats=5, rounds=2, min_sample_s=1e-4, warmup_s=0,
+                        peak_seconds=0.01, settle_s=0, progress=False)
+    row = results["layers"][0]
+    ratios = row["relu_ratios"]
+    own, relu = row["results"]["onexone"]["samples_s"], row["results"]["onexone_relu"]["samples_s"]
+    assert len(ratios) == len(own) == len(relu) == 5
+    assert ratios == [r / o for o, r in zip(own, relu)]
+    assert row["relu_cost_pct"] == pytest.approx(100 * (sorted(ratios)[2] - 1))
+    assert results["summary"]["relu_cost_pct_max"] == row["relu_cost_pct"]
+
+
+def test_measure_pair_alternates_the_order():
+    calls = []
+    ta, tb, ratios = bench.measure_pair(lambda: calls.append("a"), lambda: calls.append("b"),
+                                        repeats=4, min_sample_s=0, warmup_s=0)
+    assert ta.inner == tb.inner == 1 and len(ta.samples) == len(tb.samples) == len(ratios) == 4
+    timed = calls[-8:]  # after the warm-up's calls
+    assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
 
 
 @pytest.mark.parametrize("module, args, option", [

@@ -27,7 +27,11 @@ that follows another library's block, so that that library's idle worker threads
 spinning first (onexone's own workers sleep after 20 us: no pause after them), and before a
 layer's first block (the NumPy reference it is checked against has just run). Every
 implementation is limited to the same thread count and its result is checked once against
-the NumPy reference.
+the NumPy reference. The one exception to "never interleaved": ``onexone`` and
+``onexone_relu`` (one library, one thread pool) share their blocks, their inner loops
+alternating (:func:`measure_pair`), and the ReLU cost is the median of the per-pair ratios,
+so that a burst of load that slows one sample slows its partner too (from the two medians
+of blocks taken seconds apart, a single burst showed up as a 5-25% "cost").
 
 The machine peak comes from ``onexone._core.peak_gflops``: a short FMA-throughput probe of
 the active ISA on the same threads (12 independent FMA chains per thread).
@@ -74,6 +78,7 @@ __all__ = [
     "busy_fraction",
     "warm_up",
     "measure",
+    "measure_pair",
     "SETTLE_S",
     "DEFAULTS",
     "QUICK",
@@ -489,6 +494,28 @@ def measure(fn: Callable[[], object], repeats: int = 21, min_sample_s: float = 5
     return Timing(statistics.median(samples), inner, samples)
 
 
+def measure_pair(fa: Callable[[], object], fb: Callable[[], object], repeats: int = 21,
+                 min_sample_s: float = 5e-3, warmup_s: float = 0.05) -> Tuple[Timing, Timing, List[float]]:
+    """Time two variants of one library's call as one block: warm both up, then take
+    ``repeats`` pairs of samples, an inner loop of each (the same count of calls, enough for
+    the slower to last ``min_sample_s``), the order alternating from pair to pair. Returns
+    both Timings and each pair's ratio (fb's sample time / fa's)."""
+    clock = time.perf_counter
+    slower = max(warm_up(fa, warmup_s), warm_up(fb, warmup_s), 1e-9)
+    inner = max(1, math.ceil(min_sample_s / slower))
+    samples: Dict[int, List[float]] = {0: [], 1: []}
+    for i in range(repeats):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            fn = fa if which == 0 else fb
+            t = clock()
+            for _ in range(inner):
+                fn()
+            samples[which].append((clock() - t) / inner)
+    ratios = [b / a for a, b in zip(samples[0], samples[1])]
+    return (Timing(statistics.median(samples[0]), inner, samples[0]),
+            Timing(statistics.median(samples[1]), inner, samples[1]), ratios)
+
+
 # --------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------
@@ -715,28 +742,46 @@ def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settl
     inner: Dict[str, List[int]] = {i.name: [] for i in impls}
     others: Dict[str, List[float]] = {i.name: [] for i in impls}
     ok: Dict[str, bool] = {}
+    # onexone with and without the fused ReLU share their blocks (measure_pair)
+    by_name = {i.name: i for i in impls}
+    partner = by_name.get("onexone_relu") if "onexone" in by_name else None
+    relu_ratios: List[float] = []
     previous = "numpy"  # the library of the block before (the reference above ran on NumPy)
     for r in range(rounds):
         for impl in impls:
+            if partner is not None and impl is partner:
+                continue  # timed with "onexone"
+            pair = [impl, partner] if partner is not None and impl.name == "onexone" else [impl]
             if previous not in ("onexone", impl.library):
                 time.sleep(settle_s)  # the previous library's idle threads stop spinning first
             before = CpuSnapshot.take()
-            with impl.setup(x, w, b, threads, **geometry) as fn:
+            with contextlib.ExitStack() as stack:
+                fns = [stack.enter_context(i.setup(x, w, b, threads, **geometry)) for i in pair]
                 if r == 0:
-                    try:
-                        check_result(fn(), expected[impl.activation], x, w)
-                        ok[impl.name] = True
-                    except AssertionError as e:
-                        ok[impl.name] = False
-                        _log(progress, f"\nWARNING: {impl.name} differs from the reference on "
-                             f"{layer.name}:{e}")
-                t = measure(fn, repeats=samples_in_round(repeats, rounds, r), **block)
+                    for i, fn in zip(pair, fns):
+                        try:
+                            check_result(fn(), expected[i.activation], x, w)
+                            ok[i.name] = True
+                        except AssertionError as e:
+                            ok[i.name] = False
+                            _log(progress, f"\nWARNING: {i.name} differs from the reference on "
+                                 f"{layer.name}:{e}")
+                n = samples_in_round(repeats, rounds, r)
+                if len(pair) == 2:
+                    ta, tb, ratios = measure_pair(fns[0], fns[1], repeats=n, **block)
+                    timings = [ta, tb]
+                    relu_ratios += ratios
+                else:
+                    timings = [measure(fns[0], repeats=n, **block)]
             load = CpuSnapshot.take().others_since(before)
-            if load is not None:
-                others[impl.name].append(load)
-            samples[impl.name] += t.samples
-            inner[impl.name].append(t.inner)
+            for i, t in zip(pair, timings):
+                if load is not None:
+                    others[i.name].append(load)
+                samples[i.name] += t.samples
+                inner[i.name].append(t.inner)
             previous = impl.library
+    if relu_ratios:
+        row["relu_ratios"] = relu_ratios
     for impl in impls:
         median_s = statistics.median(samples[impl.name])
         gflops = layer.flop(batch) / median_s / 1e9
@@ -761,10 +806,12 @@ def _summarize_layer(row: dict, peak: float) -> None:
     torch_best = max((peers[p] for p in ("torch", "torch_cl") if p in peers), default=None)
     row["vs_torch"] = own / torch_best if torch_best else None
     row["vs_numpy"] = own / peers["numpy"] if peers.get("numpy") else None
-    row["relu_cost_pct"] = (
-        100.0 * (res["onexone_relu"]["median_s"] / res["onexone"]["median_s"] - 1)
-        if "onexone_relu" in res else None
-    )
+    if row.get("relu_ratios"):  # paired samples (measure_pair): the median of their ratios
+        row["relu_cost_pct"] = 100.0 * (statistics.median(row["relu_ratios"]) - 1)
+    elif "onexone_relu" in res:
+        row["relu_cost_pct"] = 100.0 * (res["onexone_relu"]["median_s"] / res["onexone"]["median_s"] - 1)
+    else:
+        row["relu_cost_pct"] = None
 
 
 #: The KxK issue's targets: direct / torch's best layout >= 1.0x on the ResNet 3x3 layers,
