@@ -62,6 +62,14 @@ def test_max_pool_3x3_edges_and_reuse(shape, dtype):
     np.testing.assert_array_equal(demo.max_pool_3x3(np.asfortranarray(x)), _pool_oracle(x))
 
 
+def test_max_pool_3x3_rejects_an_out_it_cannot_write_in_place():
+    x = np.ones((1, 2, 4, 4), np.float32)
+    for bad in (np.empty((1, 2, 4, 4), np.float32, order="F"), np.empty((1, 2, 4, 5), np.float32),
+                np.empty((1, 2, 4, 4), np.float64)):
+        with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 array of shape \(1, 2, 4, 4\)"):
+            demo.max_pool_3x3(x, out=bad)
+
+
 def _close(a, b):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
