@@ -859,21 +859,18 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     const size_t masks = (p.taps * p.nv + g->kh + g->kw + p.nv * p.segs) * sizeof(uint32_t);
     p.scratch_per_thread = cdiv(masks, 64) * 64 + cdiv(p.nv * p.segs * sizeof(ptrdiff_t), 64) * 64;
     char *scratch = oxo_aligned_alloc(p.scratch_per_thread * (size_t)nt);
-    if (!scratch) {
+    /* the tail pixels' receptive fields, [image][pixel][C*taps] (see tail_gather) */
+    const size_t k = p.c * p.taps;
+    char *cols = !p.tail_npix || (k && p.n * p.tail_npix > (size_t)-1 / k / p.es)
+                     ? NULL : oxo_aligned_alloc(p.n * p.tail_npix * k * p.es);
+    if (!scratch || (p.tail_npix && !cols)) {
+        oxo_aligned_free(cols);
+        oxo_aligned_free(scratch);
         oxo_aligned_free(tap_off);
         oxo_scratch_free(staging);
         return OXO_ENOMEM;
     }
-    char *cols = NULL;
-    if (p.tail_npix) {
-        const size_t k = p.c * p.taps;
-        cols = k && p.n * p.tail_npix > (size_t)-1 / k / p.es ? NULL : oxo_aligned_alloc(p.n * p.tail_npix * k * p.es);
-        if (!cols) {
-            oxo_aligned_free(scratch);
-            oxo_aligned_free(tap_off);
-            oxo_scratch_free(staging);
-            return OXO_ENOMEM;
-        }
+    if (cols) {
         tail_gather(&p, x, cols);
         p.tail_cols = cols;
     }

@@ -11,7 +11,7 @@ can take (float32/float64, native byte order, strides in whole elements) or rais
 from __future__ import annotations
 
 import operator
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -95,32 +95,30 @@ def check_n_threads(n_threads, default: int) -> int:
     return min(n, MAX_THREADS)
 
 
-def cli_threads(text: str) -> int:
-    """argparse type of ``--threads``: an int as n_threads takes it (n >= 1, or -1 all cores,
-    -2 all but one, ...); 0 and non-integers are usage errors, not tracebacks."""
+def _cli_int(text: str, ok: Callable[[int], bool], expected: str) -> int:
+    """An argparse type's int: ``text`` as an int that ``ok`` accepts, else a usage error
+    ("expected ..., got 'text'"), not a traceback."""
     import argparse
 
     try:
         n = int(text)
     except ValueError:
-        n = 0
-    if n == 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive int, or a negative int counting back from all cores (-1: all), got {text!r}")
+        n = None
+    if n is None or not ok(n):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return n
+
+
+def cli_threads(text: str) -> int:
+    """argparse type of ``--threads``: an int as n_threads takes it (n >= 1, or -1 all cores,
+    -2 all but one, ...)."""
+    return _cli_int(text, lambda n: n != 0,
+                    "a positive int, or a negative int counting back from all cores (-1: all)")
 
 
 def cli_positive_int(text: str) -> int:
     """argparse type of counts (``--batch``, ``--repeats``, ...): an int >= 1."""
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return n
+    return _cli_int(text, lambda n: n >= 1, "an int >= 1")
 
 
 def check_activation(activation) -> int:

@@ -483,15 +483,17 @@ def measure(fn: Callable[[], object], repeats: int = 21, min_sample_s: float = 5
             warmup_s: float = 0.05) -> Timing:
     """Time ``fn`` as one block: warm up for ``warmup_s`` (at least 3 calls), then take
     ``repeats`` samples of an inner loop long enough to last ``min_sample_s``."""
-    clock = time.perf_counter
     inner = max(1, math.ceil(min_sample_s / max(warm_up(fn, warmup_s), 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        t = clock()
-        for _ in range(inner):
-            fn()
-        samples.append((clock() - t) / inner)
+    samples = [_sample(fn, inner) for _ in range(repeats)]
     return Timing(statistics.median(samples), inner, samples)
+
+
+def _sample(fn: Callable[[], object], inner: int) -> float:
+    """Seconds per call of an inner loop of ``inner`` calls."""
+    t = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t) / inner
 
 
 def measure_pair(fa: Callable[[], object], fb: Callable[[], object], repeats: int = 21,
@@ -500,20 +502,19 @@ def measure_pair(fa: Callable[[], object], fb: Callable[[], object], repeats: in
     ``repeats`` pairs of samples, an inner loop of each (the same count of calls, enough for
     the slower to last ``min_sample_s``), the order alternating from pair to pair. Returns
     both Timings and each pair's ratio (fb's sample time / fa's)."""
-    clock = time.perf_counter
     slower = max(warm_up(fa, warmup_s), warm_up(fb, warmup_s), 1e-9)
     inner = max(1, math.ceil(min_sample_s / slower))
-    samples: Dict[int, List[float]] = {0: [], 1: []}
+    sa: List[float] = []
+    sb: List[float] = []
     for i in range(repeats):
-        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-            fn = fa if which == 0 else fb
-            t = clock()
-            for _ in range(inner):
-                fn()
-            samples[which].append((clock() - t) / inner)
-    ratios = [b / a for a, b in zip(samples[0], samples[1])]
-    return (Timing(statistics.median(samples[0]), inner, samples[0]),
-            Timing(statistics.median(samples[1]), inner, samples[1]), ratios)
+        if i % 2 == 0:
+            sa.append(_sample(fa, inner))
+            sb.append(_sample(fb, inner))
+        else:
+            sb.append(_sample(fb, inner))
+            sa.append(_sample(fa, inner))
+    ratios = [b / a for a, b in zip(sa, sb)]
+    return Timing(statistics.median(sa), inner, sa), Timing(statistics.median(sb), inner, sb), ratios
 
 
 # --------------------------------------------------------------------------------------
@@ -806,12 +807,9 @@ def _summarize_layer(row: dict, peak: float) -> None:
     torch_best = max((peers[p] for p in ("torch", "torch_cl") if p in peers), default=None)
     row["vs_torch"] = own / torch_best if torch_best else None
     row["vs_numpy"] = own / peers["numpy"] if peers.get("numpy") else None
-    if row.get("relu_ratios"):  # paired samples (measure_pair): the median of their ratios
-        row["relu_cost_pct"] = 100.0 * (statistics.median(row["relu_ratios"]) - 1)
-    elif "onexone_relu" in res:
-        row["relu_cost_pct"] = 100.0 * (res["onexone_relu"]["median_s"] / res["onexone"]["median_s"] - 1)
-    else:
-        row["relu_cost_pct"] = None
+    # onexone_relu is always timed paired with onexone (measure_pair): the median of the ratios
+    row["relu_cost_pct"] = (100.0 * (statistics.median(row["relu_ratios"]) - 1)
+                            if row.get("relu_ratios") else None)
 
 
 #: The KxK issue's targets: direct / torch's best layout >= 1.0x on the ResNet 3x3 layers,
