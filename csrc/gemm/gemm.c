@@ -271,7 +271,11 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                      * without -> with: 2 threads r50.c4.reduce 1.09x, c4.expand 1.09x,
                      * c2.expand 1.06x, mv2.56.exp 1.14x, mv2.14.exp 1.15x, NHWC
                      * mv2.56.exp 1.17-1.46x, stride-2 256->1024 1.07x; 1 thread
-                     * r50.c4.reduce 1.09x; batch 1 (an image that stays in cache) 0.98-1.05x. */
+                     * r50.c4.reduce 1.09x; batch 1 (an image that stays in cache) 0.98-1.05x.
+                     * Not kept: the next block (next KC rows, or the unit's next column block)
+                     * prefetched a slice per row tile instead, batch 8, 1 and 2 threads:
+                     * 512->128 at 28x28 0.97-0.98x, 1024->256 at 14x14 1.00x; B read in place
+                     * packed anyway when batch > 1 (sequential reads): 0.70-1.00x. */
                     t.flags = flags;
                     if (!pl->pack_b && p0 == 0 && i == i0) {
                         t.flags |= OXO_TILE_PREFETCH_B;
@@ -440,7 +444,10 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
  * How many per thread, measured at 2 threads: one unit each is fastest on large calls (finer
  * units cost up to 8% on layers whose output exceeds L2); calls of a few tens of microseconds
  * want finer units, so the caller can take over the share of a worker that wakes late (beside
- * NumPy's BLAS: 1.1-1.2x the sum of the two alone with 4 units, 1.3x with 1). */
+ * NumPy's BLAS: 1.1-1.2x the sum of the two alone with 4 units, 1.3x with 1). Not kept: a
+ * batch cut into row parts as well (parts = threads), batch 8, 2 threads, alternating calls:
+ * 1024->256 at 14x14 1.02-1.06x, deep reductions at 14x14-17x17 1.01-1.02x, but 512->128 at
+ * 28x28 0.91x, 2048->512 at 7x7 0.97x, and no steady sign in the peer benchmark. */
 enum { OXO_SMALL_CALL_FLOPS = 16 << 20 };
 
 static size_t gcd(size_t a, size_t b)
@@ -577,7 +584,9 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
     pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;
     /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
-     * along K); wider tails stay in masked vector tiles. */
+     * along K); wider tails stay in masked vector tiles. A masked tile for the narrow tails
+     * too, 1 thread, masked / dot: 4 columns (14x14) K = 64-384 0.95-0.98x, K = 32 1.005x;
+     * 1 column (7x7) 0.80-0.94x. */
     const size_t tail = g->N % ks->lanes;
     pl.n_main = (!g->dot && !masked && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
     /* All of K per micro-kernel call (run_block_full_k) where that pays: one image per output,
@@ -588,7 +597,9 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 2048->512 at 6x8 1.12x, 1024->256 at 16x16 (B 1 MiB) 1.02x; 2 threads, batch 8,
      * 1.04-1.07x on those layers. B packed, 1 thread: NHWC r50.c5.reduce 1.09x, r50.c5.expand
      * 1.08x, stride-2 r50.c5.reduce 1.21x, im2col r50.c5.3x3 1.05x (2 threads 0.95-1.15x,
-     * noisy). */
+     * noisy). Not kept: KC cut so that a KC x NR micro-panel of B fits in L1 for GEMMs of
+     * one column tile (7x7 maps, batch 8, 1 thread): 160->960 KC 80 0.93x, 320->1280 KC 160
+     * 0.98x; 96->576 at 14x14 KC 48 0.94x. */
     const size_t lanes = ks->lanes;
     pl.cs_c = g->cs_c ? g->cs_c : 1;
     pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch &&
