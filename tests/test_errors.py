@@ -278,3 +278,17 @@ def test_channel_errors_name_the_layout(call, says):
     channels (a user who forgot layout= sees 'with 4 channels' for the width)."""
     with pytest.raises(ValueError, match=says):
         call()
+
+
+def test_direct_memory_error_names_the_padded_copy():
+    """The direct kernel's zero-padded copy of x grows with the dilated kernel: with a
+    dilation of 10**7 it cannot exist on any machine. The MemoryError names the shapes and
+    the copy's size; im2col (no copy) computes the same convolution: only the centre tap
+    reaches the image, so each output is the sum over channels of x at the same pixel."""
+    x = np.arange(50, dtype=np.float32).reshape(1, 2, 5, 5)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(MemoryError, match=r"x \(1, 2, 5, 5\), weight \(3, 2, 3, 3\).*"
+                                          r"zero-padded copy of x of up to 1 x 2 x 20000005 x 20000005"):
+        onexone.conv2d(x, w, dilation=10**7, padding="same", algorithm="direct")
+    y = onexone.conv2d(x, w, dilation=10**7, padding="same", algorithm="im2col")
+    np.testing.assert_array_equal(y, np.broadcast_to(x.sum(axis=1, keepdims=True), (1, 3, 5, 5)))

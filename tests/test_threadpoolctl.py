@@ -134,3 +134,44 @@ def test_threadpool_limits_is_per_thread_set_num_threads_is_per_process():
         assert _in_other_thread(onexone.get_num_threads) == default
     onexone.set_num_threads(1)  # restored by conftest
     assert _in_other_thread(onexone.get_num_threads) == 1
+
+
+
+_AFTER_SET = """
+import json, os
+import numpy as np, onexone, threadpoolctl
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 128, 40, 40)).astype(np.float32)
+w = rng.standard_normal((64, 128)).astype(np.float32)
+y1 = onexone.conv1x1(x, w, n_threads=1)
+onexone.set_num_threads(2)
+before = set(os.listdir("/proc/self/task"))
+with threadpoolctl.threadpool_limits(1):
+    limited = onexone.get_num_threads()
+    y = onexone.conv1x1(x, w)
+    new_inside = len(set(os.listdir("/proc/self/task")) - before)
+restored = onexone.get_num_threads()
+y2 = onexone.conv1x1(x, w)
+new_after = len(set(os.listdir("/proc/self/task")) - before)
+onexone.set_num_threads(3)
+print(json.dumps({"limited": limited, "new_inside": new_inside, "restored": restored,
+                  "new_after": new_after, "later_set": onexone.get_num_threads(),
+                  "same": y.tobytes() == y1.tobytes() == y2.tobytes()}))
+"""
+
+
+@needs_openmp
+@needs_proc
+def test_threadpool_limits_after_set_num_threads_wins_while_it_lasts():
+    """The last call wins, as with torch.set_num_threads: threadpool_limits(1) entered after
+    onexone.set_num_threads(2) makes onexone single-threaded (get_num_threads() == 1, a call
+    starts no worker); leaving the block gives back the 2 (the next call starts one); a
+    later set_num_threads wins again."""
+    r = _run(_AFTER_SET)
+    assert r["limited"] == 1
+    assert r["new_inside"] == 0, "a call inside threadpool_limits(1) created threads"
+    assert r["restored"] == 2
+    assert r["new_after"] >= 1, "the 2-thread call after the block started no worker"
+    assert r["later_set"] == 3
+    assert r["same"]

@@ -42,7 +42,8 @@ def as_array(a, name: str) -> np.ndarray:
 def result_dtype(**arrays) -> np.dtype:
     """np.result_type of the operands, mapped onto the dtypes with kernels.
 
-    float32 and float64 stay (integers beside a float follow it, as np.result_type does);
+    float32 and float64 stay (with integers beside a float, np.result_type decides: int8/int16
+    x with float32 weights gives float32, int32/int64 float64);
     all-integer or bool operands give float64, as NumPy's true division would; anything else (float16, longdouble, ...) is a TypeError."""
     present = {k: v for k, v in arrays.items() if v is not None}
     dts = [v.dtype for v in present.values()]
@@ -75,19 +76,19 @@ def for_kernel(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 MAX_THREADS = 1024  # an int n_threads caps the count; beyond this it is capped here
 
 
-def check_n_threads(n_threads, default: int) -> int:
+def check_n_threads(n_threads, default: int, name: str = "n_threads") -> int:
     """None -> the default; n >= 1 -> n (at most MAX_THREADS); -1 -> all cores, -2 -> all
     but one, ... (as scikit-learn and joblib count)."""
     if n_threads is None:
         return default
     if isinstance(n_threads, bool):
-        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
+        raise TypeError(f"{name} must be an int or None, got {n_threads!r}")
     try:
         n = operator.index(n_threads)
     except TypeError:
-        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}") from None
+        raise TypeError(f"{name} must be an int or None, got {n_threads!r}") from None
     if n == 0:
-        raise ValueError("n_threads must be a positive int, a negative int counting back from all cores, or None; got 0")
+        raise ValueError(f"{name} must be a positive int, a negative int counting back from all cores, or None; got 0")
     if n < 0:
         from . import _core
 

@@ -12,9 +12,11 @@ from . import _core
 def get_num_threads() -> int:
     """The number of threads a call with ``n_threads=None`` uses now.
 
-    That is the value given to :func:`set_num_threads` if any, else OpenMP's
-    ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS`` and threadpoolctl's
-    ``threadpool_limits``.
+    That is OpenMP's ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS``,
+    ``omp_set_num_threads`` and threadpoolctl's ``threadpool_limits``, or the value given to
+    :func:`set_num_threads`. The last call wins, as with ``torch.set_num_threads``: a
+    ``threadpool_limits(1)`` block entered after ``set_num_threads(4)`` runs onexone on one
+    thread, and leaving it gives back the 4.
 
     Returns
     -------
@@ -32,7 +34,9 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: Optional[int]) -> None:
     """Set the thread count used by calls with ``n_threads=None``, in the whole process.
-    A per-call ``n_threads`` always wins.
+    A per-call ``n_threads`` always wins; a later change of OpenMP's count
+    (``threadpool_limits``, ``omp_set_num_threads``) wins while it lasts (see
+    :func:`get_num_threads`).
 
     Parameters
     ----------
@@ -62,7 +66,7 @@ def set_num_threads(n: Optional[int]) -> None:
         return
     from ._args import check_n_threads
 
-    _core.set_default_threads(check_n_threads(n, default=1))
+    _core.set_default_threads(check_n_threads(n, default=1, name="set_num_threads: n"))
 
 
 def available_isas() -> tuple:

@@ -118,16 +118,30 @@ cdef inline int _check(int rc) except -1:
 # microsecond; anything else returns None and the caller runs the full checks in _args.py,
 # which own every error message.
 
-cdef int _default_threads = 0  # 0: omp_get_max_threads(); set by onexone.set_num_threads
+# onexone.set_num_threads(n): n, and OpenMP's omp_get_max_threads() when it was called. The
+# last call wins, as with torch.set_num_threads: when OpenMP's count has changed since
+# (omp_set_num_threads, threadpoolctl's threadpool_limits), calls follow OpenMP again, and
+# return to n when it is restored (leaving a threadpool_limits block).
+cdef int _default_threads = 0  # 0: omp_get_max_threads()
+cdef int _omp_at_set = 0
 
 
 def set_default_threads(int n):
-    global _default_threads
+    global _default_threads, _omp_at_set
     _default_threads = n
+    _omp_at_set = oxo_max_threads()
+
+
+cdef inline int _default_or_omp() noexcept:
+    """set_num_threads' count while OpenMP's is what it was then, else 0 (OpenMP's)."""
+    if _default_threads > 0 and oxo_max_threads() == _omp_at_set:
+        return _default_threads
+    return 0
 
 
 def default_threads():
-    return _default_threads if _default_threads > 0 else oxo_max_threads()
+    cdef int n = _default_or_omp()
+    return n if n > 0 else oxo_max_threads()
 
 
 cdef inline bint _fast_bias(object bias, int typenum, cnp.npy_intp f):
@@ -155,7 +169,7 @@ cdef inline int _fast_act(object activation):
 cdef inline int _fast_threads(object n_threads):
     """The thread count to pass to C (0: the default), or -1 (not the fast path)."""
     if n_threads is None:
-        return _default_threads if _default_threads > 0 else 0
+        return _default_or_omp()
     if type(n_threads) is int and 0 < n_threads <= 1024:
         return n_threads
     return -1

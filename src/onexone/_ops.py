@@ -288,14 +288,44 @@ def conv2d(
     >>> onexone.conv2d(x, w, padding="same").shape
     (1, 1, 4, 4)
     """
-    y = _core.conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
-                          groups, n_threads)
+    try:
+        y = _core.conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out,
+                              algorithm, groups, n_threads)
+    except MemoryError:  # the checked path below says which sizes
+        y = None
     if y is not None:
         return y
     a = check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
                      groups)
     nt = check_n_threads(n_threads, get_num_threads())
     algo = _auto_algorithm(a) if a.algorithm == "auto" else a.algorithm
+    try:
+        _conv2d_run(a, algo, nt)
+    except MemoryError:
+        raise MemoryError(_conv2d_memory_message(a, algo)) from None
+    return finish(a)
+
+
+def _conv2d_memory_message(a, algo: str) -> str:
+    """What ran out of memory in conv2d, with the sizes: the direct kernel's zero-padded copy
+    of x grows with the dilated kernel (not with the data), so a huge dilation or padding can
+    make it far larger than x."""
+    kh, kw, sh, sw, _, _, dh, dw = a.geom
+    n, c = a.x.shape[:2]
+    ho, wo = a.out.shape[2:]
+    rows, cols = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    what = (f"onexone.conv2d: could not allocate the scratch buffers for x {tuple(a.x.shape)}, "
+            f"weight {(a.w.shape[0], c // a.groups, kh, kw)}, stride ({sh}, {sw}), dilation ({dh}, {dw}), output "
+            f"{tuple(a.out.shape)}, algorithm {algo!r}")
+    if algo != "direct":
+        return what
+    nbytes = n * c * rows * cols * a.x.dtype.itemsize
+    return (f"{what}: the direct kernel reads a zero-padded copy of x of up to {n} x {c} x "
+            f"{rows} x {cols} elements ({nbytes / 2**30:.3g} GiB); algorithm='im2col' makes none")
+
+
+def _conv2d_run(a, algo: str, nt: int) -> None:
+    """conv2d's checked path: the kernel for the algorithm, into a.out."""
     if algo == "1x1":
         _, _, sh, sw, _, _, _, _ = a.geom
         _core.conv1x1(a.x[:, :, ::sh, ::sw], a.w, a.bias, a.act, a.out, nt, a.groups)
@@ -315,7 +345,6 @@ def conv2d(
         _core.conv2d_direct_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     else:
         _core.conv2d_im2col_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
-    return finish(a)
 
 
 def conv2d_backward(
