@@ -81,6 +81,34 @@ int oxo_resolve_threads(int n)
 #endif
 }
 
+/* ---- units of work ------------------------------------------------------------------------- */
+void oxo_units_init(oxo_units *q, size_t units, int nt)
+{
+    size_t n = nt > 1 ? (size_t)nt : 1;
+    if (n > OXO_UNIT_RANGES) n = OXO_UNIT_RANGES;
+    if (n > units) n = units ? units : 1;
+    q->ranges = n;
+    for (size_t i = 0; i < n; i++) {
+        atomic_init(&q->r[i].next, i * units / n);
+        q->r[i].end = (i + 1) * units / n;
+    }
+}
+
+int oxo_units_take(oxo_units *q, int tid, size_t *unit)
+{
+    const size_t n = q->ranges, first = (size_t)tid % n;
+    for (size_t k = 0; k < n; k++) {
+        const size_t i = (first + k) % n;
+        if (atomic_load_explicit(&q->r[i].next, memory_order_relaxed) >= q->r[i].end) continue;
+        const size_t u = atomic_fetch_add_explicit(&q->r[i].next, 1, memory_order_relaxed);
+        if (u < q->r[i].end) {
+            *unit = u;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- the pool ------------------------------------------------------------------------------ */
 #ifdef OXO_POOL
 
@@ -161,6 +189,11 @@ static void *worker_main(void *arg)
             j->fn(j->ctx, w->tid);
             atomic_store_explicit(&w->todo, NULL, memory_order_relaxed);
             atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+        } else {
+            /* the caller took its job back before this worker could claim it: calls are
+             * shorter than a wake-up, so stay awake for the next one (spin) rather than
+             * sleep and miss every call that follows */
+            last_gap = 0;
         }
         idle_since = now_ns();
     }

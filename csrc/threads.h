@@ -1,6 +1,7 @@
 /* threads.h: parallel execution and scratch memory for the C engine (see threads.c). */
 #ifndef ONEXONE_THREADS_H
 #define ONEXONE_THREADS_H
+#include <stdatomic.h>
 #include <stddef.h>
 
 #ifdef _OPENMP
@@ -12,6 +13,22 @@
  * with another caller's job). fn must not depend on getting all nt threads. */
 typedef void (*oxo_thread_fn)(void *ctx, int tid);
 int oxo_parallel(int nt, oxo_thread_fn fn, void *ctx);
+
+/* A call's units of work, taken by its threads: thread t first takes, in order, the units of
+ * its own contiguous range (range t mod ranges of `ranges` equal ones), then helps with the
+ * others' (so a worker that starts late, or never, only costs its range to the others).
+ * Contiguous ranges keep each thread on neighbouring output columns, instead of threads
+ * taking turns unit by unit. */
+enum { OXO_UNIT_RANGES = 16 };
+typedef struct oxo_units {
+    size_t ranges;
+    struct {
+        _Alignas(64) atomic_size_t next;
+        size_t end;
+    } r[OXO_UNIT_RANGES];
+} oxo_units;
+void oxo_units_init(oxo_units *q, size_t units, int nt);
+int oxo_units_take(oxo_units *q, int tid, size_t *unit); /* 0 when none is left */
 
 /* 64-byte aligned scratch; NULL on failure or overflow. */
 void *oxo_aligned_alloc(size_t bytes);
