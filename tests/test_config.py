@@ -70,7 +70,7 @@ def test_set_isa_switches_kernels(isa):
     np.testing.assert_array_equal(y, np.full((1, 2, 2, 2), 3, np.float32))
 
 
-@pytest.mark.parametrize("name", ["sse9", "AVX2", "", "neon", None, 1])
+@pytest.mark.parametrize("name", ["sse9", "AVX", "", "neon", None, 1])
 def test_set_isa_unknown(name):
     before = onexone.get_isa()
     with pytest.raises((ValueError, TypeError), match="ISA"):
@@ -101,8 +101,24 @@ def test_onexone_isa_environment_variable():
     assert r.stdout.split() == ["scalar", "scalar"]
     r = _child(code, ONEXONE_ISA="bogus")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[0] == onexone.available_isas()[-1]
+    assert r.stdout.split() == [onexone.available_isas()[-1], "None"]  # not reported as applied
     assert "ONEXONE_ISA" in r.stderr and "bogus" in r.stderr  # a warning, not silence
+    assert "<string>:1: RuntimeWarning" in r.stderr  # pointing at the user's import
+    text = _child("import onexone; onexone.show_config()", ONEXONE_ISA="bogus").stdout
+    assert "ONEXONE_ISA='bogus' ignored" in text
+    # set_isa takes over from ONEXONE_ISA; names in any case, as the variable
+    r = _child("import onexone; onexone.set_isa(' Scalar '); print(onexone.get_isa(), "
+               "onexone.show_config(mode='dicts')['isa']['forced_by_env'])", ONEXONE_ISA="SCALAR")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["scalar", "None"]
+
+
+@pytest.mark.parametrize("bad", [None, 2, b"avx2"])
+def test_set_isa_rejects_non_strings(bad):
+    before = onexone.get_isa()
+    with pytest.raises(TypeError, match="set_isa: the ISA name must be a str"):
+        onexone.set_isa(bad)
+    assert onexone.get_isa() == before
 
 
 @pytest.mark.skipif(

@@ -16,7 +16,8 @@ def get_num_threads() -> int:
     ``omp_set_num_threads`` and threadpoolctl's ``threadpool_limits``, or the value given to
     :func:`set_num_threads`. The last call wins, as with ``torch.set_num_threads``: a
     ``threadpool_limits(1)`` block entered after ``set_num_threads(4)`` runs onexone on one
-    thread, and leaving it gives back the 4.
+    thread, and leaving it gives back the 4. A build without OpenMP runs every call on the
+    calling thread and reports 1.
 
     Returns
     -------
@@ -113,12 +114,14 @@ def set_isa(name: str) -> None:
     Parameters
     ----------
     name : str
-        One of :func:`available_isas`.
+        One of :func:`available_isas` (any case, as ``ONEXONE_ISA``).
 
     Raises
     ------
     ValueError
         If this CPU (or this build) has no such path.
+    TypeError
+        If ``name`` is not a str.
 
     Examples
     --------
@@ -130,6 +133,7 @@ def set_isa(name: str) -> None:
     >>> onexone.set_isa(before)
     """
     _core.set_isa(name)
+    _env_isa["applied"] = None  # the ISA is set_isa's now, not ONEXONE_ISA's
 
 
 def config() -> dict:
@@ -143,7 +147,8 @@ def config() -> dict:
             "active": _core.isa_active(),
             "detected": _core.isa_detected(),
             "available": list(_core.isa_available()),
-            "forced_by_env": os.environ.get("ONEXONE_ISA"),
+            "forced_by_env": _env_isa["applied"],
+            "env_ignored": _env_isa["ignored"],
         },
         "kernels": _core.kernel_names(),
         "blocking": _core.blocking(),
@@ -172,7 +177,7 @@ def show_config(mode: str = "stdout"):
     -------
     None or dict
         With ``mode="dicts"``: keys ``version``, ``python``, ``machine``, ``isa`` (active,
-        detected, available, forced_by_env), ``kernels``, ``blocking``, ``l2_bytes``,
+        detected, available, forced_by_env, env_ignored), ``kernels``, ``blocking``, ``l2_bytes``,
         ``direct_fv`` and ``threads`` (openmp, openmp_runtime, default, omp_max_threads,
         OMP_NUM_THREADS).
 
@@ -197,7 +202,8 @@ def show_config(mode: str = "stdout"):
         f"onexone {cfg['version']} (Python {cfg['python']}, {cfg['machine']})",
         f"  ISA:        {cfg['isa']['active']} (detected {cfg['isa']['detected']}; "
         f"available {', '.join(cfg['isa']['available'])})"
-        + (f"; ONEXONE_ISA={cfg['isa']['forced_by_env']}" if cfg["isa"]["forced_by_env"] else ""),
+        + (f"; ONEXONE_ISA={cfg['isa']['forced_by_env']}" if cfg["isa"]["forced_by_env"] else "")
+        + (f"; ONEXONE_ISA={cfg['isa']['env_ignored']!r} ignored" if cfg["isa"]["env_ignored"] else ""),
         f"  kernels:    {cfg['kernels']['float32']}, {cfg['kernels']['float64']}"
         + "".join(
             " (21-24 columns: masked 8x48 tiles, this core's 512-bit FMAs at full width)" if n == "masked"
@@ -220,14 +226,38 @@ def show_config(mode: str = "stdout"):
     print("\n".join(lines))
 
 
+# ONEXONE_ISA as read at import: the ISA it set (until set_isa changes it), or the value
+# that was ignored (unknown, or not on this machine)
+_env_isa = {"applied": None, "ignored": None}
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside onexone (the user's ``import onexone``),
+    counting as warnings.warn does (importlib's frames skipped)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    level, f = 1, sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            f = f.f_back
+            continue
+        if not os.path.abspath(name).startswith(here + os.sep):
+            return level
+        level += 1
+        f = f.f_back
+    return level
+
+
 def _apply_env_isa() -> None:
     name = os.environ.get("ONEXONE_ISA")
     if not name:
         return
     try:
-        _core.set_isa(name.strip().lower())
+        _core.set_isa(name)
+        _env_isa["applied"] = name.strip().lower()
     except ValueError as e:
-        warnings.warn(f"ONEXONE_ISA={name!r} ignored: {e}", RuntimeWarning, stacklevel=3)
+        _env_isa["ignored"] = name
+        warnings.warn(f"ONEXONE_ISA={name!r} ignored: {e}", RuntimeWarning, stacklevel=_caller_stacklevel())
 
 
 _apply_env_isa()

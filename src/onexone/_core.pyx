@@ -140,6 +140,8 @@ cdef inline int _default_or_omp() noexcept:
 
 
 def default_threads():
+    if not oxo_openmp_enabled():
+        return 1  # a build without OpenMP runs every call on the calling thread
     cdef int n = _default_or_omp()
     return n if n > 0 else oxo_max_threads()
 
@@ -566,7 +568,10 @@ def isa_available():
 
 
 def set_isa(name):
-    """Use the kernels of ISA ``name`` (one of isa_available()) from now on."""
+    """Use the kernels of ISA ``name`` (one of isa_available(), any case) from now on."""
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: the ISA name must be a str, one of {ISA_NAMES}; got {name!r}")
+    name = name.strip().lower()
     if name not in ISA_NAMES:
         raise ValueError(f"unknown ISA {name!r}; expected one of {ISA_NAMES}")
     cdef int code = ISA_NAMES.index(name)
