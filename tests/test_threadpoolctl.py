@@ -164,10 +164,10 @@ print(json.dumps({"limited": limited, "new_inside": new_inside, "restored": rest
 @needs_openmp
 @needs_proc
 def test_threadpool_limits_after_set_num_threads_wins_while_it_lasts():
-    """The last call wins, as with torch.set_num_threads: threadpool_limits(1) entered after
-    onexone.set_num_threads(2) makes onexone single-threaded (get_num_threads() == 1, a call
-    starts no worker); leaving the block gives back the 2 (the next call starts one); a
-    later set_num_threads wins again."""
+    """A tighter OpenMP limit caps set_num_threads while it lasts: threadpool_limits(1)
+    entered after onexone.set_num_threads(2) makes onexone single-threaded (get_num_threads()
+    == 1, a call starts no worker); leaving the block gives back the 2 (the next call starts
+    one); a later set_num_threads applies as given."""
     r = _run(_AFTER_SET)
     assert r["limited"] == 1
     assert r["new_inside"] == 0, "a call inside threadpool_limits(1) created threads"
@@ -175,3 +175,15 @@ def test_threadpool_limits_after_set_num_threads_wins_while_it_lasts():
     assert r["new_after"] >= 1, "the 2-thread call after the block started no worker"
     assert r["later_set"] == 3
     assert r["same"]
+
+
+@needs_openmp
+def test_set_num_threads_inside_threadpool_limits_applies_to_every_thread():
+    """set_num_threads called inside a threadpool_limits(1) block is the later call: it
+    applies in that thread, in other threads (whose OpenMP count the block does not touch),
+    and after the block."""
+    with threadpoolctl.threadpool_limits(1):
+        onexone.set_num_threads(3)  # restored by conftest
+        assert onexone.get_num_threads() == 3
+        assert _in_other_thread(onexone.get_num_threads) == 3
+    assert onexone.get_num_threads() == 3

@@ -14,7 +14,7 @@ def get_num_threads() -> int:
 
     That is OpenMP's ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS``,
     ``omp_set_num_threads`` and threadpoolctl's ``threadpool_limits``, or the value given to
-    :func:`set_num_threads`. The last call wins, as with ``torch.set_num_threads``: a
+    :func:`set_num_threads`, capped by a tighter OpenMP limit set after it: a
     ``threadpool_limits(1)`` block entered after ``set_num_threads(4)`` runs onexone on one
     thread, and leaving it gives back the 4. A build without OpenMP runs every call on the
     calling thread and reports 1.
@@ -35,8 +35,8 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: Optional[int]) -> None:
     """Set the thread count used by calls with ``n_threads=None``, in the whole process.
-    A per-call ``n_threads`` always wins; a later change of OpenMP's count
-    (``threadpool_limits``, ``omp_set_num_threads``) wins while it lasts (see
+    A per-call ``n_threads`` always wins; a tighter OpenMP limit set later
+    (``threadpool_limits``, ``omp_set_num_threads``) caps it while it lasts (see
     :func:`get_num_threads`).
 
     Parameters

@@ -118,10 +118,12 @@ cdef inline int _check(int rc) except -1:
 # microsecond; anything else returns None and the caller runs the full checks in _args.py,
 # which own every error message.
 
-# onexone.set_num_threads(n): n, and OpenMP's omp_get_max_threads() when it was called. The
-# last call wins, as with torch.set_num_threads: when OpenMP's count has changed since
-# (omp_set_num_threads, threadpoolctl's threadpool_limits), calls follow OpenMP again, and
-# return to n when it is restored (leaving a threadpool_limits block).
+# onexone.set_num_threads(n): n, and OpenMP's omp_get_max_threads() when it was called. A
+# tighter OpenMP limit set later (omp_set_num_threads, threadpoolctl's threadpool_limits)
+# caps n while it lasts, so threadpool_limits(1) makes onexone single-threaded whatever
+# set_num_threads said; leaving the block gives n back. (The comparison is with the calling
+# thread's OpenMP count, which other threads do not share: a limit entered in one thread
+# does not cap the others.)
 cdef int _default_threads = 0  # 0: omp_get_max_threads()
 cdef int _omp_at_set = 0
 
@@ -133,10 +135,14 @@ def set_default_threads(int n):
 
 
 cdef inline int _default_or_omp() noexcept:
-    """set_num_threads' count while OpenMP's is what it was then, else 0 (OpenMP's)."""
-    if _default_threads > 0 and oxo_max_threads() == _omp_at_set:
-        return _default_threads
-    return 0
+    """set_num_threads' count, capped by a tighter OpenMP limit set since; 0 (OpenMP's
+    count) when set_num_threads was not called."""
+    if _default_threads <= 0:
+        return 0
+    cdef int omp = oxo_max_threads()
+    if omp < _omp_at_set and omp < _default_threads:
+        return omp
+    return _default_threads
 
 
 def default_threads():
