@@ -278,7 +278,7 @@ def test_local_cluster(distributed, rng, processes):
     b = rng.standard_normal(24).astype(np.float32)
     want = onexone.conv1x1(x, w, b, stride=2, activation="relu")
     with distributed.LocalCluster(
-        processes=processes, n_workers=2, threads_per_worker=1, dashboard_address=None,
+        processes=processes, n_workers=2, threads_per_worker=1, dashboard_address=":0",
         host="127.0.0.1", protocol="tcp",
     ) as cluster, distributed.Client(cluster) as client:
         threads = client.run(onexone.get_num_threads)
