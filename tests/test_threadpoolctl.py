@@ -136,7 +136,6 @@ def test_threadpool_limits_is_per_thread_set_num_threads_is_per_process():
     assert _in_other_thread(onexone.get_num_threads) == 1
 
 
-
 _AFTER_SET = """
 import json, os
 import numpy as np, onexone, threadpoolctl

@@ -314,9 +314,10 @@ def _conv2d_memory_message(a, algo: str) -> str:
     n, c = a.x.shape[:2]
     ho, wo = a.out.shape[2:]
     rows, cols = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    weight = (a.w.shape[0], c // a.groups, kh, kw)
     what = (f"onexone.conv2d: could not allocate the scratch buffers for x {tuple(a.x.shape)}, "
-            f"weight {(a.w.shape[0], c // a.groups, kh, kw)}, stride ({sh}, {sw}), dilation ({dh}, {dw}), output "
-            f"{tuple(a.out.shape)}, algorithm {algo!r}")
+            f"weight {weight}, stride ({sh}, {sw}), dilation ({dh}, {dw}), "
+            f"output {tuple(a.out.shape)}, algorithm {algo!r}")
     if algo != "direct":
         return what
     nbytes = n * c * rows * cols * a.x.dtype.itemsize
