@@ -198,6 +198,8 @@ typedef struct oxo_kernels {
     /* NULL, or a transpose of up to `lanes` rows: dst[k*ld + i] = src[i*rs + k] for
      * i < lanes (0 for rows i >= rows), k < cols (direct_fv's packed weights) */
     void (*transpose_rows)(const void *src, ptrdiff_t rs, size_t rows, size_t cols, void *dst, size_t ld);
+    /* NULL, or a set with more rows for GEMMs at most one vector wide (see oxo_gemm_run) */
+    const struct oxo_kernels *tall;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -292,6 +294,9 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
  * how many GEMMs took the full-K route so far. */
 void oxo_gemm_allow_full_k(int allow);
 size_t oxo_gemm_full_k_runs(void);
+/* Tests only: GEMMs at most one vector wide on the kernel set's tall tile (1, the default) or
+ * on its full set (0): the same results. */
+void oxo_gemm_allow_tall(int allow);
 /* Tests only: GEMMs 21-24 columns wide always on the narrow set (1), always on the full set's
  * masked tile (2), or by oxo_probe_full_width (0, the default). */
 void oxo_gemm_narrow_mode(int mode);

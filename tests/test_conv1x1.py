@@ -408,6 +408,35 @@ def test_narrow_columns_both_tiles(isa, dtype, rng, n, c, f, h, w, layout):
         assert same_bits(y, ys[0])
 
 
+# GEMMs at most one vector wide run on the ISA's tall set where it has one (16 rows x 1 zmm on
+# AVX-512 float32): NHWC with F = 9-16 and NCHW maps of 9-16 pixels (and narrower ones with
+# strided pixels), with every row tail of a 16-row tile, two K blocks, batches and a ReLU.
+# Exact on small integers, and the same bits as the full set's tile.
+TALL_CASES = [(1, 300, 16, 5, 7, "NHWC", 1), (2, 40, 9, 3, 11, "NHWC", 1), (1, 17, 13, 1, 1, "NHWC", 1),
+              (3, 64, 12, 2, 3, "NHWC", 1), (1, 300, 37, 4, 4, "NCHW", 1), (2, 33, 16, 3, 3, "NCHW", 1),
+              (1, 520, 70, 3, 5, "NCHW", 1), (2, 9, 31, 7, 7, "NCHW", 2), (1, 24, 32, 6, 5, "NHWC", 1)]
+
+
+@pytest.mark.parametrize("n, c, f, h, w, layout, stride", TALL_CASES, ids=str)
+def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, layout, stride):
+    from onexone import _core
+
+    x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=True, integer=True)
+    xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+    ys = []
+    try:
+        for allow in (True, False):
+            _core._allow_tall(allow)
+            for nt in (1, 2):
+                y = onexone.conv1x1(xin, wt, b, activation="relu", layout=layout, stride=stride, n_threads=nt)
+                ys.append(np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y)
+    finally:
+        _core._allow_tall(True)
+    assert_matches_references(ys[0], x[:, :, ::stride, ::stride], wt, b, "relu", exact=True)
+    for y in ys[1:]:
+        assert same_bits(y, ys[0])
+
+
 @pytest.mark.parametrize("xdt, wdt, bdt, expect", [
     (np.uint8, np.float32, np.float32, np.float32),   # integers beside a float follow it
     (np.int16, np.float32, None, np.float32),

@@ -59,6 +59,8 @@ static atomic_int allow_full_k = 1;
 static atomic_size_t full_k_runs = 0;
 void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0); }
 size_t oxo_gemm_full_k_runs(void) { return atomic_load(&full_k_runs); }
+static atomic_int allow_tall = 1;
+void oxo_gemm_allow_tall(int allow) { atomic_store(&allow_tall, allow != 0); }
 
 static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -568,6 +570,16 @@ int oxo_gemm_run(const oxo_gemm *g)
     const int mode = atomic_load_explicit(&narrow_mode, memory_order_relaxed);
     const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_probe_full_width(ks)));
     if (n21_24 && !masked) ks = ks->narrow;
+    /* At most one vector wide (NHWC with F <= 16, NCHW maps of <= 16 pixels), unless all in
+     * dot tiles (see n_main) or stored transposed: the tall set (16 x 1 zmm). Measured on an
+     * Intel core with two 512-bit FMA units, alternating calls, 1 / 2 threads, tall / the full
+     * set's 8 x 16: NHWC 192->16 at 28x28 1.12x (to 0.90x of NCHW), 96->16 at 56x56 1.10x /
+     * 1.11x, 256->16 1.04x / 1.09x, 64->12 1.10x / 1.08x, 1024->16 and 2048->16 at 7x7-28x28
+     * 0.99-1.05x; NCHW at 4x4 1024->256 1.19x / 1.20x, 960->160 1.33x / 1.30x, 2048->512
+     * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. */
+    if (ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && !g->dot && g->N <= ks->lanes &&
+        (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1))
+        ks = ks->tall;
 
     plan pl;
     pl.g = g;

@@ -4,7 +4,8 @@
  *
  *   OXO_T            element type               OXO_V      vector type
  *   OXO_L            lanes per vector           OXO_M      lane-mask type
- *   OXO_MR, OXO_NV   broadcast tile: OXO_MR rows x OXO_NV vectors of C
+ *   OXO_MR, OXO_NV   broadcast tile: OXO_MR rows x OXO_NV vectors of C (OXO_MR <= 8; a file
+ *                    may instead define OXO_TILE_MR (<= 16) and OXO_TILE_NV for one include)
  *   OXO_DMR, OXO_DNR dot tile: rows x columns of C
  *   OXO_MASK(n)      mask of the first n lanes (1 <= n <= OXO_L)
  *   OXO_LOAD(p) OXO_LOADM(m,p) OXO_STORE(p,v) OXO_STOREM(p,m,v) OXO_SET1(x) OXO_ZERO()
@@ -30,6 +31,14 @@
 
 #include "vec_activate.h"
 
+#ifndef OXO_TILE_MR
+#define OXO_TILE_MR OXO_MR
+#define OXO_TILE_NV OXO_NV
+#endif
+#if OXO_TILE_MR > 8 && defined(OXO_TSTORE)
+#define OXO_TILE_NO_TSTORE /* the transposed store takes at most 8 rows */
+#endif
+
 #ifndef OXO_KEEP_MASK
 #define OXO_KEEP_MASK(m) ((void)0)
 #endif
@@ -47,24 +56,43 @@
  *   by more than the masked load costs.
  * A standalone 8 x 24 ymm loop does lose 7% to the masked load (108 / 116 GFLOP/s). */
 static inline __attribute__((always_inline)) void
-OXO_NAME(gemm_loop)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *const ap[OXO_MR], const OXO_T *b,
+OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *const ap[OXO_TILE_MR], const OXO_T *b,
                     const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
                     const int MR, const int NV, const int prefetch, uintptr_t pf)
 {
+#if OXO_TILE_MR > 8
+    const ptrdiff_t r1 = (const char *)ap[1] - (const char *)ap[0], r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
+    const ptrdiff_t cs = cs_a * (ptrdiff_t)sizeof(OXO_T);
+    const char *a0 = (const char *)ap[0], *a8 = (const char *)ap[0] + 8 * r1;
+#endif
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
         if (prefetch) {
             OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch((const void *)(pf + v * sizeof(OXO_V)), 0, 2);
             pf += (uintptr_t)(rs_b * (ptrdiff_t)sizeof(OXO_T));
         }
         OXO_KEEP_MASK(tail);
-        OXO_V bv[OXO_NV];
+        OXO_V bv[OXO_TILE_NV];
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
         bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
+#if OXO_TILE_MR > 8
+        /* more rows than general registers for their pointers: two bases, each row at
+         * 0-7 strides from one (x86's scaled index: 1, 2, 3, 4, 5, 2*3, 7 times rs_a) */
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            const int j = i % 8;
+            const char *base = i < 8 ? a0 : a8;
+            const ptrdiff_t o = j == 0 ? 0 : j == 1 ? r1 : j == 2 ? 2 * r1 : j == 3 ? r3 : j == 4 ? 4 * r1
+                              : j == 5 ? r5 : j == 6 ? 2 * r3 : r7;
+            const OXO_V ai = OXO_SET1(*(const OXO_T *)(base + o));
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
+        }
+        a0 += cs; a8 += cs;
+#else
         const ptrdiff_t off = (ptrdiff_t)p * cs_a;
         OXO_UNROLL for (int i = 0; i < MR; i++) {
             const OXO_V ai = OXO_SET1(ap[i][off]);
             OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
         }
+#endif
         b += rs_b;
     }
 }
@@ -75,10 +103,10 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *const ap[OXO_MR], co
  * where the ISA file has one; otherwise, and for the (rare) accumulating load, through a
  * buffer on the stack, one element at a time. */
 static inline __attribute__((always_inline)) void
-OXO_NAME(gemm_load_strided_c)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *c, const ptrdiff_t rs_c,
+OXO_NAME(gemm_load_strided_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *c, const ptrdiff_t rs_c,
                               const ptrdiff_t cs_c, const size_t n, const int MR, const int NV)
 {
-    OXO_T buf[OXO_MR][OXO_NV * OXO_L] __attribute__((aligned(64))) = {{0}};
+    OXO_T buf[OXO_TILE_MR][OXO_TILE_NV * OXO_L] __attribute__((aligned(64))) = {{0}};
     const size_t nn = n < (size_t)NV * OXO_L ? n : (size_t)NV * OXO_L;
     for (size_t j = 0; j < nn; j++) {
         OXO_UNROLL for (int i = 0; i < MR; i++) buf[i][j] = c[i * rs_c + (ptrdiff_t)j * cs_c];
@@ -89,16 +117,16 @@ OXO_NAME(gemm_load_strided_c)(OXO_V acc[OXO_MR][OXO_NV], const OXO_T *c, const p
 }
 
 static inline __attribute__((always_inline)) void
-OXO_NAME(gemm_store_strided_c)(OXO_V acc[OXO_MR][OXO_NV], OXO_T *c, const ptrdiff_t rs_c,
+OXO_NAME(gemm_store_strided_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], OXO_T *c, const ptrdiff_t rs_c,
                                const ptrdiff_t cs_c, const size_t n, const int MR, const int NV)
 {
-#ifdef OXO_TSTORE
+#if defined(OXO_TSTORE) && !defined(OXO_TILE_NO_TSTORE)
     if (rs_c == 1) {
         OXO_TSTORE(c, cs_c, n, acc, MR, NV);
         return;
     }
 #endif
-    OXO_T buf[OXO_MR][OXO_NV * OXO_L] __attribute__((aligned(64)));
+    OXO_T buf[OXO_TILE_MR][OXO_TILE_NV * OXO_L] __attribute__((aligned(64)));
     OXO_UNROLL for (int i = 0; i < MR; i++) {
         OXO_UNROLL for (int v = 0; v < NV; v++) OXO_STORE(buf[i] + v * OXO_L, acc[i][v]);
     }
@@ -118,7 +146,7 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     const size_t k = t->k;
     const OXO_M tail = OXO_MASK((int)(t->n - (size_t)(NV - 1) * OXO_L));
 
-    OXO_V acc[OXO_MR][OXO_NV]; /* fixed sizes: constant indices after unrolling stay in registers */
+    OXO_V acc[OXO_TILE_MR][OXO_TILE_NV]; /* fixed sizes: constant indices after unrolling stay in registers */
     if ((t->flags & OXO_TILE_ACCUM) && t->cs_c != 1) {
         OXO_NAME(gemm_load_strided_c)(acc, c, rs_c, t->cs_c, t->n, MR, NV);
     } else if (t->flags & OXO_TILE_ACCUM) {
@@ -132,7 +160,7 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
         }
     }
 
-    const OXO_T *ap[OXO_MR];
+    const OXO_T *ap[OXO_TILE_MR];
     OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
 
     /* the prefetching and the plain loop are two copies, so the loop tests no flag */
@@ -147,7 +175,7 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
                 OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ADD(acc[i][v], bi);
             }
         } else if (t->bias_mode == OXO_BIAS_COL) {
-            OXO_V bj[OXO_NV];
+            OXO_V bj[OXO_TILE_NV];
             OXO_UNROLL for (int v = 0; v < NV - 1; v++) bj[v] = OXO_LOAD(bias + v * OXO_L);
             bj[NV - 1] = OXO_LOADM(tail, bias + (NV - 1) * OXO_L);
             OXO_UNROLL for (int i = 0; i < MR; i++) {
@@ -172,31 +200,57 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
 }
 
 /* One entry point per kernel set: picks the instance compiled for (m, number of vectors). */
+#if OXO_TILE_NV >= 2
+#define OXO_NV2_CASE_(M) case 2: OXO_NAME(gemm_tile)(t, M, 2); break;
+#else
+#define OXO_NV2_CASE_(M)
+#endif
+#if OXO_TILE_NV >= 3
+#define OXO_NV3_CASE_(M) case 3: OXO_NAME(gemm_tile)(t, M, 3); break;
+#else
+#define OXO_NV3_CASE_(M)
+#endif
+#if OXO_TILE_NV >= 4
+#define OXO_NV4_CASE_(M) case 4: OXO_NAME(gemm_tile)(t, M, 4); break;
+#else
+#define OXO_NV4_CASE_(M)
+#endif
 #define OXO_GEMM_NV_CASES(M)                                                                   \
     switch (nv) {                                                                              \
     case 1: OXO_NAME(gemm_tile)(t, M, 1); break;                                               \
-    OXO_IF_NV2(case 2: OXO_NAME(gemm_tile)(t, M, 2); break;)                                   \
-    OXO_IF_NV3(case 3: OXO_NAME(gemm_tile)(t, M, 3); break;)                                   \
-    OXO_IF_NV4(case 4: OXO_NAME(gemm_tile)(t, M, 4); break;)                                   \
+    OXO_NV2_CASE_(M) OXO_NV3_CASE_(M) OXO_NV4_CASE_(M)                                         \
     default: break;                                                                            \
     }
+#define OXO_M_CASE_(M) case M: OXO_GEMM_NV_CASES(M) break;
 
 void OXO_NAME(gemm)(const oxo_tile *t)
 {
     if (t->m == 0 || t->n == 0) return;
     const int nv = (int)((t->n + OXO_L - 1) / OXO_L);
     switch (t->m) {
-    case 1: OXO_GEMM_NV_CASES(1) break;
-    case 2: OXO_GEMM_NV_CASES(2) break;
-    case 3: OXO_GEMM_NV_CASES(3) break;
-    case 4: OXO_GEMM_NV_CASES(4) break;
-    OXO_IF_MR5(case 5: OXO_GEMM_NV_CASES(5) break;)
-    OXO_IF_MR6(case 6: OXO_GEMM_NV_CASES(6) break;)
-    OXO_IF_MR7(case 7: OXO_GEMM_NV_CASES(7) break;)
-    OXO_IF_MR8(case 8: OXO_GEMM_NV_CASES(8) break;)
+    OXO_M_CASE_(1) OXO_M_CASE_(2) OXO_M_CASE_(3) OXO_M_CASE_(4)
+#if OXO_TILE_MR >= 6
+    OXO_M_CASE_(5) OXO_M_CASE_(6)
+#endif
+#if OXO_TILE_MR >= 8
+    OXO_M_CASE_(7) OXO_M_CASE_(8)
+#endif
+#if OXO_TILE_MR >= 12
+    OXO_M_CASE_(9) OXO_M_CASE_(10) OXO_M_CASE_(11) OXO_M_CASE_(12)
+#endif
+#if OXO_TILE_MR >= 16
+    OXO_M_CASE_(13) OXO_M_CASE_(14) OXO_M_CASE_(15) OXO_M_CASE_(16)
+#endif
     default: break;
     }
 }
+#if OXO_TILE_MR != 4 && OXO_TILE_MR != 6 && OXO_TILE_MR != 8 && OXO_TILE_MR != 12 && OXO_TILE_MR != 16
+#error "gemm_vec_template.h: the m switch covers tiles of 4, 6, 8, 12 or 16 rows"
+#endif
+#undef OXO_M_CASE_
+#undef OXO_NV2_CASE_
+#undef OXO_NV3_CASE_
+#undef OXO_NV4_CASE_
 #undef OXO_GEMM_NV_CASES
 
 /* ---- dot kernel ------------------------------------------------------------------------ */
@@ -296,3 +350,7 @@ float OXO_NAME(fma_probe)(long iters)
     OXO_UNROLL for (int i = 0; i < 12; i++) s += OXO_HSUM(a[i]);
     return (float)s;
 }
+
+#undef OXO_TILE_MR
+#undef OXO_TILE_NV
+#undef OXO_TILE_NO_TSTORE

@@ -10,8 +10,4 @@
      : (act) == OXO_ACT_RELU6 ? ((s) < 0 ? 0 : ((s) > 6 ? 6 : (s)))                            \
                               : (s))
 
-/* helpers for the template's optional tile sizes */
-#define OXO_EMPTY_(...)
-#define OXO_KEEP_(...) __VA_ARGS__
-
 #endif

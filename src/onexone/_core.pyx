@@ -27,6 +27,7 @@ cdef extern from "onexone.h" nogil:
         const char *name
         size_t mr, nr, lanes
         const void *narrow
+        const void *tall
     ctypedef struct oxo_blocking:
         size_t kc, nc
     ctypedef struct oxo_tensor4:
@@ -42,6 +43,7 @@ cdef extern from "onexone.h" nogil:
     oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
     size_t oxo_l2_bytes()
     void oxo_gemm_allow_full_k(int allow)
+    void oxo_gemm_allow_tall(int allow)
     size_t oxo_gemm_full_k_runs()
     int oxo_probe_full_width(const oxo_kernels *ks)
     void oxo_gemm_narrow_mode(int mode)
@@ -606,6 +608,17 @@ def narrow_kernel_names():
     return names
 
 
+def tall_kernel_names():
+    """What GEMMs at most one vector wide run on, per dtype: the tall set's name (more rows,
+    one vector of columns), or None where the ISA has none (they then run on the full set)."""
+    cdef const oxo_kernels *k
+    names = {}
+    for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
+        k = <const oxo_kernels *>oxo_kernels_for(oxo_isa_active(), dt).tall
+        names[key] = None if k == NULL else k.name.decode()
+    return names
+
+
 def blocking():
     cdef oxo_blocking b32 = oxo_gemm_blocking(OXO_F32)
     cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
@@ -636,6 +649,12 @@ def _peel_mode(mode):
 def _allow_full_k(allow):
     """Tests only: False sends every GEMM through the KC-blocked route (the same results)."""
     oxo_gemm_allow_full_k(1 if allow else 0)
+
+
+def _allow_tall(allow):
+    """Tests only: False runs GEMMs at most one vector wide on the full kernel set's tile
+    instead of the tall set's (the same results)."""
+    oxo_gemm_allow_tall(1 if allow else 0)
 
 
 def _full_k_runs():

@@ -16,13 +16,6 @@
 
 #define OXO_MR 6
 #define OXO_NV 2
-#define OXO_IF_NV2 OXO_KEEP_
-#define OXO_IF_NV3 OXO_EMPTY_
-#define OXO_IF_NV4 OXO_EMPTY_
-#define OXO_IF_MR5 OXO_KEEP_
-#define OXO_IF_MR6 OXO_KEEP_
-#define OXO_IF_MR7 OXO_EMPTY_
-#define OXO_IF_MR8 OXO_EMPTY_
 #define OXO_UNROLL_K _Pragma("GCC unroll 2")
 /* direct convolution (direct_vec_template.h): 6 output channels x 2 ymm of output pixels */
 #define OXO_DIRECT_MR 6

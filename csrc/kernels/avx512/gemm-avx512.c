@@ -4,6 +4,7 @@
  *           (see oxo_tile in onexone.h for strides and flags).
  * Tile:     broadcast kernel 8 rows x 3 zmm (8x48 f32, 8x24 f64): 24 accumulators,
  *           3 B vectors and 1 broadcast in flight, 28 of the 32 zmm registers.
+ *           f32 GEMMs at most 16 columns wide: 16 rows x 1 zmm (the tall set, 16 chains).
  *           dot kernel up to 4 x 4 (16 accumulators).
  *           direct convolution kernel (direct_vec_template.h, oxo_direct_tile): 6 output
  *           channels x 4 zmm of output pixels (6x64 f32, 6x32 f64), masks in k registers;
@@ -23,29 +24,6 @@
 #ifndef OXO_MR /* the tile; -DOXO_MR=.. -DOXO_NV=.. to try others */
 #define OXO_MR 8
 #define OXO_NV 3
-#endif
-#define OXO_IF_NV2 OXO_KEEP_
-#if OXO_NV >= 3
-#define OXO_IF_NV3 OXO_KEEP_
-#else
-#define OXO_IF_NV3 OXO_EMPTY_
-#endif
-#if OXO_NV >= 4
-#define OXO_IF_NV4 OXO_KEEP_
-#else
-#define OXO_IF_NV4 OXO_EMPTY_
-#endif
-#define OXO_IF_MR5 OXO_KEEP_
-#define OXO_IF_MR6 OXO_KEEP_
-#if OXO_MR >= 7
-#define OXO_IF_MR7 OXO_KEEP_
-#else
-#define OXO_IF_MR7 OXO_EMPTY_
-#endif
-#if OXO_MR >= 8
-#define OXO_IF_MR8 OXO_KEEP_
-#else
-#define OXO_IF_MR8 OXO_EMPTY_
 #endif
 #define OXO_UNROLL_K _Pragma("GCC unroll 2")
 /* direct convolution (direct_vec_template.h): 6 output channels x 4 zmm of output pixels,
@@ -209,6 +187,14 @@ static void oxo_f32_transpose_rows__avx512(const void *src_, ptrdiff_t rs, size_
 #include "../direct_vec_template.h"
 #include "../direct_fv_template.h"
 #include "../dw_vec_template.h"
+/* the tall set: GEMMs at most one vector wide (NHWC with F <= 16, maps of <= 16 pixels), 16
+ * rows x 1 zmm, 16 accumulators: the 8 x 48 tile would keep only 8 FMA chains there, each
+ * with a broadcast load of its own */
+#define OXO_TILE_MR 16
+#define OXO_TILE_NV 1
+#undef OXO_NAME
+#define OXO_NAME(x) oxo_f32_##x##__avx512t
+#include "../gemm_vec_template.h"
 #include "../vec_undef.h"
 
 /* ---- f64 ---- */
@@ -256,10 +242,14 @@ static const oxo_kernels oxo_f32_kernels_avx512y = {
     "f32-gemm-8x24-avx512y", OXO_MR, OXO_NV * 8, 8, oxo_f32_gemm__avx512y, oxo_f32_dot__avx512y, 4, 4,
     oxo_f32_fma_probe__avx512y, NULL, 0, 0, NULL, NULL};
 
+static const oxo_kernels oxo_f32_kernels_avx512t = {
+    "f32-gemm-16x16-avx512", 16, 16, 16, oxo_f32_gemm__avx512t, oxo_f32_dot__avx512t, 4, 4,
+    oxo_f32_fma_probe__avx512t, NULL, 0, 0, NULL, NULL};
+
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
     oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
-    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512};
+    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512, &oxo_f32_kernels_avx512t};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
     oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
