@@ -260,6 +260,24 @@ def test_out_overlaps_weight_or_bias():
         onexone.conv1x1(x, f32(4, 4), b, out=b.reshape(1, 4, 1, 1))
 
 
+@pytest.mark.parametrize("op", ["conv1x1", "conv2d"])
+def test_out_whose_overlap_is_too_hard_to_decide_gets_the_right_result(op, monkeypatch):
+    """Where np.shares_memory gives up (TooHardError, for unusual strides), out is neither
+    refused nor written while x is read: the result goes through a new array into out."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(-4, 5, (1, 3, 6, 6)).astype(np.float32)
+    x_before = base.copy()
+    w = rng.integers(-4, 5, (3, 3, 1, 1)).astype(np.float32)
+
+    def too_hard(a, b, max_work=None):
+        raise np.exceptions.TooHardError("too hard")
+
+    monkeypatch.setattr(np, "shares_memory", too_hard)
+    y = getattr(onexone, op)(base, w, out=base)  # out is x: overlap undecided, not refused
+    assert y is base
+    assert_matches_references(y, x_before, w.reshape(3, 3), exact=True)
+
+
 NHWC_SAYS = re.escape("(layout='NHWC': channels are x's last axis)")
 
 

@@ -131,13 +131,15 @@ def check_activation(activation) -> int:
         ) from None
 
 
-def _overlaps(a: np.ndarray, b: Optional[np.ndarray]) -> bool:
+def _overlaps(a: np.ndarray, b: Optional[np.ndarray]) -> Optional[bool]:
+    """Whether a and b share memory: True or False, or None where deciding it exactly would
+    take too long (np.shares_memory's TooHardError, for unusual strides)."""
     if b is None or not np.may_share_memory(a, b):
         return False
     try:
         return bool(np.shares_memory(a, b, max_work=1 << 20))
-    except np.exceptions.TooHardError:  # too costly to decide exactly: assume they overlap
-        return True
+    except np.exceptions.TooHardError:
+        return None
 
 
 def empty(shape: tuple, dtype: np.dtype, what: str = "result") -> np.ndarray:
@@ -158,11 +160,13 @@ def empty(shape: tuple, dtype: np.dtype, what: str = "result") -> np.ndarray:
         ) from None
 
 
-def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.ndarray]:
+def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> tuple:
     """Validate a user-supplied ``out``: an ndarray of exactly the result's shape and dtype,
-    C-contiguous, writeable, sharing no memory with any input."""
+    C-contiguous, writeable, sharing no memory with any input. Returns ``(out, direct)``:
+    ``direct`` is False where whether out overlaps an input could not be decided in
+    reasonable time (the caller then computes into a new array and copies it into out)."""
     if out is None:
-        return None
+        return None, True
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
@@ -177,13 +181,16 @@ def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> Optional[np.n
         raise ValueError(f"out of shape {out.shape} must be C-contiguous (strides {out.strides})")
     if not out.flags.writeable:
         raise ValueError(f"out of shape {out.shape} is read-only")
+    direct = True
     for name, a in inputs.items():
-        if _overlaps(out, a):
+        overlap = _overlaps(out, a)
+        if overlap:
             raise ValueError(
                 f"out of shape {out.shape} overlaps {name} of shape {a.shape}; "
                 "pass an out that shares no memory with the inputs"
             )
-    return out
+        direct = direct and overlap is not None
+    return out, direct
 
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -331,12 +338,13 @@ def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias, nhw
 def _result(out, shape: tuple, dtype, inputs: dict, single: bool):
     """The checked (or a new) result array; the 4-D array the kernels write; and, when the
     user's out is not aligned to its element size (the kernels store whole, aligned
-    elements), the 4-D view of it that :func:`finish` copies the result into."""
-    out = check_out(out, shape, dtype, inputs)
+    elements) or may overlap an input (see check_out), the 4-D view of it that
+    :func:`finish` copies the result into."""
+    out, direct = check_out(out, shape, dtype, inputs)
     if out is None:
         out = empty(shape, dtype)
     out4 = out[None] if single else out
-    if out.flags.aligned:
+    if out.flags.aligned and direct:
         return out, out4, None
     return out, empty(out4.shape, dtype), out4
 
