@@ -73,7 +73,7 @@ typedef void (*oxo_gemm_ukernel)(const oxo_tile *t);
 /* The micro-kernel "dot" variant: C[i, j] (+)= sum_p A[i, p] * Bt[j, p] with both operands
  * contiguous along p (a[i*rs_a + p], bt[j*rs_bt + p]); vectorized along p and reduced across
  * lanes at the end. Used where the reduction runs along contiguous memory of both operands
- * (grad_w, and columns of a narrow image tail). Same flags and epilogue as above, C element
+ * (the columns of a narrow image tail). Same flags and epilogue as above, C element
  * (i, j) at c[i*rs_c + j*cs_c]. */
 typedef struct oxo_dot_tile {
     size_t m, n, k;
@@ -276,10 +276,6 @@ typedef struct oxo_gemm {
      * A packer is called with image index b*groups + q. */
     size_t groups;
     ptrdiff_t gs_a, gs_b, gs_c, gs_bias;
-    /* dot = 1: B is given transposed with rows along K (Bt[j, p] = B[b*bs_b + j*rs_b + p]) and
-     * A is contiguous along K (cs_a == 1): every tile is a dot-product tile (a weight
-     * gradient over pixels). */
-    int dot;
 } oxo_gemm;
 
 int oxo_gemm_run(const oxo_gemm *g);

@@ -1,5 +1,7 @@
 """conv1x1_backward: against the NumPy reference (exact on small integers), against finite
 differences in float64, bitwise the same for every thread count, and its errors."""
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -78,19 +80,58 @@ def test_finite_differences_float64(rng, layout):
             assert abs((up - down) / (2 * eps) - grad[idx]) < 1e-6 * max(1.0, abs(grad[idx]))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_thread_count_invariance(rng, layout):
+def test_thread_count_invariance(rng, layout, stride):
     n, c, f, h, w = 3, 96, 64, 14, 14
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     if layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     weight = rng.standard_normal((f, c // 2, 1, 1)).astype(np.float32)
-    kw = dict(stride=1, groups=2, layout=layout)
+    kw = dict(stride=stride, groups=2, layout=layout)
     gy = rng.standard_normal(onexone.conv1x1(x, weight, **kw).shape).astype(np.float32)
     runs = [onexone.conv1x1_backward(gy, x, weight, n_threads=t, **kw) for t in (1, 2, 3, 8)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert same_bits(a, b)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_strided_weight_gradient_reads_x_in_place(rng, layout):
+    """grad_w of a stride-2 1x1 reads the pixels x[:, :, ::2, ::2] in place (each image's rows
+    as a batch of the GEMM), never gathered into a copy of x first."""
+    x = rng.standard_normal((2, 128, 56, 56)).astype(np.float32)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    weight = rng.standard_normal((32, 128, 1, 1)).astype(np.float32)
+    kw = dict(stride=2, layout=layout, need=("w",))
+    gy = rng.standard_normal(onexone.conv1x1(x, weight, stride=2, layout=layout).shape).astype(np.float32)
+    onexone.conv1x1_backward(gy, x, weight, **kw)
+    tracemalloc.start()
+    _, gw, _ = onexone.conv1x1_backward(gy, x, weight, **kw)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < x.nbytes // 16, f"peak allocation {peak} bytes for x of {x.nbytes}"
+    want = reference.conv1x1_backward(gy, x, weight, stride=2, layout=layout)[1]
+    np.testing.assert_allclose(gw, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gapped_grad_y_and_x(isa, dtype, rng, layout):
+    """grad_y and x whose pixel rows have gaps (crops of larger arrays): exact, no copy needed."""
+    big = rng.integers(-4, 5, (2, 12, 9, 15)).astype(dtype)
+    x = big[:, :, 1:8, 2:13]
+    if layout == "NHWC":
+        x = big.transpose(0, 2, 3, 1)[:, 1:8, 2:13, :]
+    weight = rng.integers(-3, 4, (10, 6, 1, 1)).astype(dtype)
+    shape = onexone.conv1x1(x, weight, stride=(2, 3), groups=2, layout=layout).shape
+    gbig = rng.integers(-3, 4, shape[:1] + tuple(s + 3 for s in shape[1:])).astype(dtype)
+    gy = gbig[:, 1 : 1 + shape[1], 2 : 2 + shape[2], :shape[3]]
+    kw = dict(stride=(2, 3), groups=2, layout=layout)
+    got = onexone.conv1x1_backward(gy, x, weight, **kw)
+    want = reference.conv1x1_backward(gy, x, weight, **kw)
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)
 
 
 def test_errors():

@@ -176,6 +176,8 @@ def _guard_cases(dtype):
             cases.append((f"conv1x1_backward NHWC {(n, c, f, h, w)} {where} stride 2",
                           backward_case(n, c, f, 2 * h, 2 * w, ("start", "end")[i % 2], "step", "fortran",
                                         stride=2, layout="NHWC")))
+            cases.append((f"conv1x1_backward {(n, c, f, h, w)} {where} stride 2 groups {g}",
+                          backward_case(n, c, f, 2 * h - 1, 2 * w, where, "c", "c", stride=2, groups=g)))
     # conv2d: the direct kernel's masked taps and lanes, the im2col packer, padding, strides
     conv2d_shapes = [(1, 1, 1, 3, 3), (1, 3, 5, 5, 7), (2, 4, 9, 7, 17), (1, 5, 13, 9, 15),
                      (1, 2, 7, 11, 33), (1, 17, 6, 6, 25), (1, 3, 17, 20, 49)]

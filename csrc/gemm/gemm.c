@@ -81,7 +81,7 @@ typedef struct plan {
     const oxo_gemm *g;
     const oxo_kernels *ks;
     size_t es, kc, mr, nr;
-    size_t col_grain; /* columns per grain: the vector width, or the dot tile's columns */
+    size_t col_grain; /* columns per grain: the vector width */
     size_t m_parts, n_parts; /* how each image's C is cut between threads: part r of R */
     size_t m_grains, n_grains; /* covers grains [r*G/R, (r+1)*G/R) of MR rows / vector columns */
     size_t units;
@@ -347,50 +347,6 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
     }
 }
 
-/* A block in dot mode: every tile a dot-product tile, A and Bt read in place along K. */
-static void run_block_dot(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0, size_t j1)
-{
-    const oxo_gemm *g = pl->g;
-    const size_t es = pl->es, dmr = pl->ks->dot_mr, dnr = pl->ks->dot_nr;
-    const slot o = slot_of(pl, s);
-    const size_t q = o.q, b_first = o.b_first, b_end = o.b_end;
-    char *C = o.C;
-    const char *bias = o.bias;
-    oxo_dot_tile d;
-    d.rs_a = g->rs_a;
-    d.rs_bt = g->rs_b;
-    d.rs_c = g->rs_c;
-    d.cs_c = pl->cs_c;
-    d.bias_mode = bias ? g->bias_mode : OXO_BIAS_NONE;
-    d.act = g->act;
-    for (size_t bb = b_first; bb < b_end; bb++) {
-        const char *A = a_of(pl, bb, q);
-        const char *Bt = b_of(pl, bb, q);
-        size_t p0 = 0;
-        do {
-            const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
-            const int first = p0 == 0 && bb == b_first && !g->accumulate;
-            const int last = p0 + kc >= g->K && bb + 1 == b_end;
-            d.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0);
-            d.k = kc;
-            for (size_t i = i0; i < i1; i += dmr) {
-                d.m = i1 - i < dmr ? i1 - i : dmr;
-                d.a = A + ((ptrdiff_t)i * g->rs_a + (ptrdiff_t)p0) * (ptrdiff_t)es;
-                for (size_t j = j0; j < j1; j += dnr) {
-                    d.n = j1 - j < dnr ? j1 - j : dnr;
-                    d.bt = Bt + ((ptrdiff_t)j * g->rs_b + (ptrdiff_t)p0) * (ptrdiff_t)es;
-                    d.c = C + ((ptrdiff_t)i * g->rs_c + (ptrdiff_t)j * pl->cs_c) * (ptrdiff_t)es;
-                    d.bias = !bias ? NULL
-                             : g->bias_mode == OXO_BIAS_ROW ? (const void *)(bias + i * es)
-                                                            : (const void *)(bias + j * es);
-                    pl->ks->dot(&d);
-                }
-            }
-            p0 += kc;
-        } while (p0 < g->K);
-    }
-}
-
 /* Where column part r of an image starts (r = n_parts: its end). The grid of grains starts
  * at the peel's end, so that every part's tiles are vector-aligned and only part 0 runs the
  * peel (with the grid from column 0 each part ran a peel of its own, one more vector of
@@ -421,10 +377,6 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     const size_t ntail = j1 > pl->n_main ? j1 - pl->n_main : 0;
     j1 -= ntail;
 
-    if (g->dot) {
-        run_block_dot(pl, slot, i0, i1, j0, j1);
-        return;
-    }
     void (*const run)(const plan *, size_t, size_t, size_t, size_t, size_t, size_t, char *, char *) =
         pl->full_k ? run_block_full_k : run_block;
     size_t jb = j0; /* the first pl->peel columns alone: later tiles' B vectors are aligned */
@@ -508,7 +460,7 @@ static void partition(plan *pl, int *nt, double flops)
          * 1.01-1.12x, r50.c2.expand 1.01-1.19x, incep3a.1x1 1.02-1.04x, 96->192 and 128->256
          * at 28x28 1.03-1.05x; 64->64 at 56x56 0.88x and 1.10x. With K of 16-32 (mv2.56.exp,
          * mv2.28.exp) rows lost (0.71-0.95x): columns stay. */
-        const int rows_fit = !pl->pack_b && !g->dot && max_m >= 4 * parts && g->K >= 64 &&
+        const int rows_fit = !pl->pack_b && max_m >= 4 * parts && g->K >= 64 &&
                              (double)g->K * (double)g->N * (double)pl->es <= OXO_L2_BYTES;
         const int cut_columns = !rows_fit && (g->M < g->N ? max_n >= parts || max_n >= max_m : max_m < parts && max_n > max_m);
         if (cut_columns) {
@@ -566,7 +518,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * to the 5-8 columns leaves a quarter: on an Intel Xeon (two 512-bit FMA units), NHWC
      * F = 24 at 14x14-112x112, narrow -> masked, 1 thread 1.26-1.38x, 2 threads 1.25-1.47x. */
     const size_t ntail = g->N % ks->lanes;
-    const int n21_24 = ks->narrow && !g->dot && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
+    const int n21_24 = ks->narrow && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
     const int mode = atomic_load_explicit(&narrow_mode, memory_order_relaxed);
     const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_probe_full_width(ks)));
     if (n21_24 && !masked) ks = ks->narrow;
@@ -577,7 +529,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.11x, 256->16 1.04x / 1.09x, 64->12 1.10x / 1.08x, 1024->16 and 2048->16 at 7x7-28x28
      * 0.99-1.05x; NCHW at 4x4 1024->256 1.19x / 1.20x, 960->160 1.33x / 1.30x, 2048->512
      * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. */
-    if (ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && !g->dot && g->N <= ks->lanes &&
+    if (ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
         (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1))
         ks = ks->tall;
 
@@ -590,13 +542,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.nr = ks->nr;
     pl.groups = g->groups > 1 ? g->groups : 1;
     pl.col_grain = ks->lanes;
-    if (g->dot) { /* dot tiles; longer K blocks amortize each tile's reduction across lanes */
-        if (g->cs_a != 1) return OXO_EINVAL;
-        pl.mr = ks->dot_mr;
-        pl.col_grain = ks->dot_nr;
-        pl.kc *= 2;
-    }
-    pl.pack_b = !g->dot && !b_columns_contiguous(g);
+    pl.pack_b = !b_columns_contiguous(g);
     pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
     pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;
     /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
@@ -604,7 +550,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * too, 1 thread, masked / dot: 4 columns (14x14) K = 64-384 0.95-0.98x, K = 32 1.005x;
      * 1 column (7x7) 0.80-0.94x. */
     const size_t tail = g->N % ks->lanes;
-    pl.n_main = (!g->dot && !masked && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
+    pl.n_main = (!masked && tail && 2 * tail <= ks->lanes && g->cs_a == 1 && ks->dot) ? g->N - tail : g->N;
     /* All of K per micro-kernel call (run_block_full_k) where that pays: one image per output,
      * K longer than one block, an image's B within half of L2 (so is its packed block, at most
      * NC columns wide) and the tail's transposed columns within 512 KiB. Measured against KC
@@ -618,7 +564,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 0.98x; 96->576 at 14x14 KC 48 0.94x. */
     const size_t lanes = ks->lanes;
     pl.cs_c = g->cs_c ? g->cs_c : 1;
-    pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->dot && !g->reduce_batch &&
+    pl.full_k = atomic_load_explicit(&allow_full_k, memory_order_relaxed) && !g->reduce_batch &&
                 g->K > pl.kc && g->N >= lanes &&
                 (double)g->K * (double)g->N * (double)pl.es <= 0.5 * (double)oxo_l2_bytes() &&
                 lanes * g->K * pl.es <= (512u << 10);
@@ -632,7 +578,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     {
         const size_t vb = lanes * pl.es;
         const uintptr_t a = (uintptr_t)g->B;
-        if (!pl.pack_b && !g->dot && a % pl.es == 0 && (size_t)g->rs_b * pl.es % vb == 0 &&
+        if (!pl.pack_b && a % pl.es == 0 && (size_t)g->rs_b * pl.es % vb == 0 &&
             (g->batch <= 1 || (size_t)g->bs_b * pl.es % vb == 0) &&
             (pl.groups <= 1 || (size_t)g->gs_b * pl.es % vb == 0))
             pl.peel = (vb - a % vb) % vb / pl.es;

@@ -357,7 +357,10 @@ def finish(a) -> np.ndarray:
 
 
 def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="NCHW",
-                  op: str = "conv1x1") -> Conv1x1Args:
+                  op: str = "conv1x1", allocate: bool = True) -> Conv1x1Args:
+    """The checked arguments of a 1x1 convolution. allocate=False (the backward pass, which
+    writes no y) gives ``result`` and ``out`` as read-only zero-stride views of y's shape and
+    dtype that take no memory."""
     x, weight, bias, dtype = _operands(x, weight, bias)
     act = check_activation(activation)
     nhwc = check_layout(layout)
@@ -380,10 +383,14 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         shape = (ho, wo, f) if single else (n, ho, wo, f)
     else:
         shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    if allocate:
+        out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    else:
+        out = np.broadcast_to(np.zeros((), dtype), shape)
+        out4, writeback = (out[None] if single else out), None
 
     xk = for_kernel(xs, dtype)
-    if nhwc and not _pixels_in_sequence(xk):
+    if nhwc and allocate and not _pixels_in_sequence(xk):
         # the NHWC kernel walks the pixels as one sequence; a strided or cropped view is
         # gathered (its own pixels only, channels-last) first
         xk = np.ascontiguousarray(xk.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)

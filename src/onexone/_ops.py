@@ -142,7 +142,8 @@ def conv1x1_backward(
     ((2, 3, 4, 4), (5, 3, 1, 1), (5,), 32.0)
     """
     wanted = check_need(need)
-    a = check_conv1x1(x, weight, None, None, None, stride, groups, layout, op="conv1x1_backward")
+    a = check_conv1x1(x, weight, None, None, None, stride, groups, layout, op="conv1x1_backward",
+                      allocate=False)
     gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     nt = check_n_threads(n_threads, get_num_threads())
@@ -160,7 +161,8 @@ def conv1x1_backward(
     grad_w = None
     if "w" in wanted:
         dw = empty((f, c // a.groups), dtype, "weight gradient")
-        _core.conv1x1_grad_w(_pixels_flat(gy4, a.nhwc), _pixels_flat(xs, a.nhwc), dw, nt, a.groups)
+        # x's strided pixels are read in place (packed block by block), never copied whole
+        _core.conv1x1_grad_w(_pixels_flat(gy4, a.nhwc), xs, dw, nt, a.groups)
         grad_w = dw.reshape(np.shape(weight)) if np.ndim(weight) == 4 else dw
 
     grad_x = None
