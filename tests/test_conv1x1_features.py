@@ -64,11 +64,12 @@ def test_relu6_clips_and_keeps_nan():
     assert np.isnan(y[0, 0, 0, 3])
 
 
-def test_nhwc_views_and_3d(rng):
-    base = rng.integers(-4, 5, (3, 10, 12, 8)).astype(np.float32)  # (N, H, W, C)
-    weight = rng.integers(-3, 4, (5, 8)).astype(np.float32)
+def test_nhwc_views_and_3d(isa, dtype, rng):
+    base = rng.integers(-4, 5, (3, 10, 12, 8)).astype(dtype)  # (N, H, W, C)
+    weight = rng.integers(-3, 4, (5, 8)).astype(dtype)
     # base and base[1:]: the images' pixels continue one sequence (one GEMM over all of
-    # them); base[::2], base[::-1]: they do not (a GEMM per image)
+    # them); base[::2], base[::-1]: they do not (a GEMM per image); crops and strided views:
+    # the pixels are not one sequence (y^T through the NCHW product, x^T packed in place)
     for x in (base, base[1:], base[::2], base[::-1], base[:, 1:9, 2:11, :], base[:, ::2, ::3, :],
               base[..., ::-1], base[0]):
         y = onexone.conv1x1(x, weight, layout="NHWC")
@@ -116,17 +117,22 @@ def test_nhwc_21_to_24_filters(isa, dtype, rng, c, f, p):
         np.testing.assert_array_equal(y, reference.conv1x1(x, weight, bias, layout="NHWC", activation=act))
 
 
-def test_nchw_stride_does_not_copy_x(rng):
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_stride_does_not_copy_x(rng, layout):
     """The strided pixels are read while packing, never gathered into a copy of x first."""
     x = rng.standard_normal((1, 256, 112, 112)).astype(np.float32)
     w = rng.standard_normal((64, 256)).astype(np.float32)
     out = np.empty((1, 64, 56, 56), np.float32)
-    onexone.conv1x1(x, w, stride=2, out=out)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        out = np.empty((1, 56, 56, 64), np.float32)
+    onexone.conv1x1(x, w, stride=2, out=out, layout=layout)
     tracemalloc.start()
-    onexone.conv1x1(x, w, stride=2, out=out)
+    onexone.conv1x1(x, w, stride=2, out=out, layout=layout)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < x.nbytes // 16, f"peak allocation {peak} bytes for x of {x.nbytes}"
+    np.testing.assert_allclose(out, reference.conv1x1(x, w, stride=2, layout=layout), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

@@ -389,13 +389,8 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         out = np.broadcast_to(np.zeros((), dtype), shape)
         out4, writeback = (out[None] if single else out), None
 
-    xk = for_kernel(xs, dtype)
-    if nhwc and allocate and not _pixels_in_sequence(xk):
-        # the NHWC kernel walks the pixels as one sequence; a strided or cropped view is
-        # gathered (its own pixels only, channels-last) first
-        xk = np.ascontiguousarray(xk.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     return Conv1x1Args(
-        x=xk,
+        x=for_kernel(xs, dtype),  # strided or cropped pixels are read in place, never gathered
         w=for_kernel(w2, dtype),
         bias=None if bias is None else np.require(bias, dtype, ['C', 'A']),
         act=act,
@@ -407,12 +402,6 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         stride=(sh, sw),
         writeback=writeback,
     )
-
-
-def _pixels_in_sequence(a: np.ndarray) -> bool:
-    """Are the pixels of an (N, C, H, W) array one arithmetic sequence in memory?"""
-    _, _, h, w = a.shape
-    return h <= 1 or w <= 1 or a.strides[2] == w * a.strides[3]
 
 
 # ---- conv2d --------------------------------------------------------------------------------

@@ -291,8 +291,8 @@ cdef inline void _matrix_strides(cnp.ndarray w, ptrdiff_t *s0, ptrdiff_t *s1):
 def conv1x1(cnp.ndarray x, cnp.ndarray w, bias, int act, cnp.ndarray out, int n_threads,
             size_t groups=1, bint nhwc=False):
     """out = act(conv1x1(x, w (F, C/groups)) + bias): x (N, C, H, W) and out (N, F, H, W), or
-    with nhwc x an (N, C, H, W) view of an NHWC array whose pixels form one sequence and out
-    (N, H, W, F)."""
+    with nhwc x an (N, C, H, W) view of an NHWC array (its pixels strided or cropped too) and
+    out (N, H, W, F)."""
     cdef oxo_tensor4 tx
     _tensor4(x, &tx)
     cdef ptrdiff_t sw_f, sw_c
