@@ -617,7 +617,17 @@ int oxo_gemm_run(const oxo_gemm *g)
      * (3) 0.92-1.02x, so those stay. Batch 1: 0.99-1.02x; im2col 3x3: 0.98-1.01x. */
     const double b_bytes = (double)g->K * (double)g->N * (double)pl.es;
     const int short_k = g->K <= 20 && g->N >= 2048;
-    pl.cols_outer = (pl.n_parts > 1 && !short_k) ||
+    /* And at most 3 row tiles (F <= 24 filters) on a core with 2 MiB of L2 or more keep the
+     * columns outermost whatever K and B's size: the rows order reads B once per row tile.
+     * On an Intel core (2 MiB of L2, a slow shared L3), alternating calls, rows -> columns:
+     * batch 1, 1 thread, mv2.112.proj 1.25x, 16->16 at 112x112 1.28-1.31x, 32->8 1.47x,
+     * 32->24 1.17-1.27x, 8->16 1.07-1.12x, 16->16 and 32->16 at 28x28 1.06-1.08x; 2 threads
+     * 1.07-1.17x (32->16 at 28x28 0.94x); batch 8 mv2.112.proj 1.39-1.41x, mv2.56.proj 1.06-1.07x,
+     * 16->16 1.58-1.78x, 32->8 1.42x, 8->16 1.34-1.40x; 192->16 at 28x28 0.95-1.00x. Zen 4
+     * (1 MiB of L2, 32 MiB of fast L3) measured the opposite on mv2.112.proj (rows 1.01-1.27x
+     * faster, above), so the rule keys on the L2's size, the one difference it can see. */
+    const int few_rows = oxo_l2_bytes() >= (2u << 20) && g->M <= 3 * pl.mr;
+    pl.cols_outer = few_rows || (pl.n_parts > 1 && !short_k) ||
                     (b_bytes > OXO_L2_BYTES && g->K > 32 && g->M < 16 * pl.mr);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
