@@ -16,6 +16,8 @@ CASES = [  # (N, C, F, H, W, stride, groups)
     (1, 64, 32, 28, 28, 1, 1),
     (2, 33, 22, 6, 11, 3, 11),
     (1, 300, 40, 7, 7, 1, 2),
+    (2, 40, 24, 9, 10, 2, 1),  # strided grad_w: packed columns and a transposed tail of 8
+    (1, 96, 20, 11, 12, (3, 2), 2),
 ]
 
 

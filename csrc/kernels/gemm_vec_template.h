@@ -61,9 +61,10 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *const ap[O
                     const int MR, const int NV, const int prefetch, uintptr_t pf)
 {
 #if OXO_TILE_MR > 8
-    const ptrdiff_t r1 = (const char *)ap[1] - (const char *)ap[0], r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
+    /* (ap[1] and row 8 only where the tile has them: no pointer formed past A's rows) */
+    const ptrdiff_t r1 = MR > 1 ? (const char *)ap[1] - (const char *)ap[0] : 0, r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
     const ptrdiff_t cs = cs_a * (ptrdiff_t)sizeof(OXO_T);
-    const char *a0 = (const char *)ap[0], *a8 = (const char *)ap[0] + 8 * r1;
+    const char *a0 = (const char *)ap[0], *a8 = MR > 8 ? (const char *)ap[8] : a0;
 #endif
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
         if (prefetch) {
