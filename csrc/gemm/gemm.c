@@ -81,7 +81,6 @@ typedef struct plan {
     const oxo_gemm *g;
     const oxo_kernels *ks;
     size_t es, kc, mr, nr;
-    size_t col_grain; /* columns per grain: the vector width */
     size_t m_parts, n_parts; /* how each image's C is cut between threads: part r of R */
     size_t m_grains, n_grains; /* covers grains [r*G/R, (r+1)*G/R) of MR rows / vector columns */
     size_t units;
@@ -359,7 +358,7 @@ static size_t column_bound(const plan *pl, size_t r)
 {
     if (r == 0) return 0;
     if (r >= pl->n_parts) return pl->g->N;
-    return min_size(pl->peel + r * pl->n_grains / pl->n_parts * pl->col_grain, pl->n_main);
+    return min_size(pl->peel + r * pl->n_grains / pl->n_parts * pl->ks->lanes, pl->n_main);
 }
 
 /* One unit: its columns in cache blocks of about NC, the image's tail with the last block. */
@@ -368,7 +367,7 @@ static void run_unit(const plan *pl, size_t unit, char *bpack, char *tpack)
     const oxo_gemm *g = pl->g;
     const size_t slot = unit / (pl->m_parts * pl->n_parts); /* image x group */
     const size_t r = unit % (pl->m_parts * pl->n_parts);
-    const size_t rm = r / pl->n_parts, rn = r % pl->n_parts, lanes = pl->col_grain;
+    const size_t rm = r / pl->n_parts, rn = r % pl->n_parts, lanes = pl->ks->lanes;
     const size_t i0 = rm * pl->m_grains / pl->m_parts * pl->mr;
     const size_t j0 = column_bound(pl, rn);
     const size_t i1 = min_size((rm + 1) * pl->m_grains / pl->m_parts * pl->mr, g->M);
@@ -439,14 +438,14 @@ static int peel_pays(const plan *pl, size_t width)
     if (mode) return mode == 1;
     const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
     const size_t vectors = f32 && oxo_probe_full_width(f32) ? 16 : 64;
-    return width >= vectors * pl->col_grain;
+    return width >= vectors * pl->ks->lanes;
 }
 
 static void partition(plan *pl, int *nt, double flops)
 {
     const size_t per_thread = flops < OXO_SMALL_CALL_FLOPS ? 4 : 1;
     const oxo_gemm *g = pl->g;
-    const size_t lanes = pl->col_grain;
+    const size_t lanes = pl->ks->lanes;
     const size_t images = (g->reduce_batch ? 1 : g->batch) * pl->groups;
     const size_t want = *nt > 1 ? (size_t)*nt * per_thread : 1;
     const size_t parts = want / gcd(want, images);
@@ -541,7 +540,6 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.mr = ks->mr;
     pl.nr = ks->nr;
     pl.groups = g->groups > 1 ? g->groups : 1;
-    pl.col_grain = ks->lanes;
     pl.pack_b = !b_columns_contiguous(g);
     pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
     pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;

@@ -151,6 +151,7 @@ def conv1x1_backward(
     single = x_arr.ndim == 3
     gy4 = gy[None] if single else gy
     gy4 = for_kernel(gy4.transpose(0, 3, 1, 2) if a.nhwc else gy4, dtype)  # (N, F, Ho, Wo) view
+    gyf = _pixels_flat(gy4, a.nhwc)  # what both GEMMs read: a gapped grad_y copied once
     w2 = for_kernel(a.w, dtype)
     xs = for_kernel(a.x, dtype)  # (N, C, Ho, Wo) view of the pixels the forward read
     n, f, ho, wo = gy4.shape
@@ -162,7 +163,7 @@ def conv1x1_backward(
     if "w" in wanted:
         dw = empty((f, c // a.groups), dtype, "weight gradient")
         # x's strided pixels are read in place (packed block by block), never copied whole
-        _core.conv1x1_grad_w(_pixels_flat(gy4, a.nhwc), xs, dw, nt, a.groups)
+        _core.conv1x1_grad_w(gyf, xs, dw, nt, a.groups)
         grad_w = dw.reshape(np.shape(weight)) if np.ndim(weight) == 4 else dw
 
     grad_x = None
@@ -170,7 +171,7 @@ def conv1x1_backward(
         x4 = x_arr[None] if single else x_arr
         h, w = x4.shape[1:3] if a.nhwc else x4.shape[2:4]
         g = empty((n, ho, wo, c) if a.nhwc else (n, c, ho, wo), dtype, "input gradient")
-        _core.conv1x1_grad_x(_pixels_flat(gy4, a.nhwc), w2, g, a.nhwc, nt, a.groups)
+        _core.conv1x1_grad_x(gyf, w2, g, a.nhwc, nt, a.groups)
         if (ho, wo) == (h, w):
             dx = g
         else:  # strided: the pixels the forward skipped get no gradient
