@@ -432,12 +432,18 @@ static size_t gcd(size_t a, size_t b)
  * (two full-width FMA units), 1-2 threads, 784 columns (r50.c3.reduce, incep3a.1x1)
  * 1.10-1.12x, 3136 columns 1.20-1.25x. Hence parts of at least 16 vectors there (at most
  * 6% more FMAs in part 0), 64 on the others. */
+/* Do this core's 512-bit FMAs run at full width (oxo_probe_full_width, on the f32 set)? */
+static int full_width_fmas(void)
+{
+    const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
+    return f32 && oxo_probe_full_width(f32);
+}
+
 static int peel_pays(const plan *pl, size_t width)
 {
     const int mode = atomic_load_explicit(&peel_mode, memory_order_relaxed);
     if (mode) return mode == 1;
-    const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
-    const size_t vectors = f32 && oxo_probe_full_width(f32) ? 16 : 64;
+    const size_t vectors = full_width_fmas() ? 16 : 64;
     return width >= vectors * pl->ks->lanes;
 }
 
@@ -625,7 +631,21 @@ int oxo_gemm_run(const oxo_gemm *g)
      * (1 MiB of L2, 32 MiB of fast L3) measured the opposite on mv2.112.proj (rows 1.01-1.27x
      * faster, above), so the rule keys on the L2's size, the one difference it can see. */
     const int few_rows = oxo_l2_bytes() >= (2u << 20) && g->M <= 3 * pl.mr;
-    pl.cols_outer = few_rows || (pl.n_parts > 1 && !short_k) ||
+    /* And B read in place with K of 48 to a KC x NR micro-panel of 24 KiB (float32 K <= 128)
+     * keeps the columns outermost where 512-bit FMAs run at full width: the micro-panel then
+     * stays in L1 while A's rows pass, where rows outermost reads B's block from L2 again for
+     * every row tile, 3 vectors a row of K per 24 FMAs, which such a core issues in half the
+     * cycles of Zen 4's (whose order stays). Intel core (two 512-bit FMA units), alternating
+     * calls, rows -> columns, float32: 2 threads, batch 1, r50.c2.expand 1.06x, 64->64 at
+     * 56x56 1.13x, r50.c3.expand 1.02-1.06x, 128->256 at 28x28 1.03x; batch 8 r50.c2.expand
+     * 1.09-1.11x, 64->64 1.07x, 48->288 at 28x28 1.04-1.05x, r50.c3.expand 1.01-1.04x,
+     * 128->256 1.04-1.06x; 1 thread 0.96-1.10x (r50.c3.expand batch 8 0.96x and 1.01x,
+     * r50.c2.expand 1.06-1.10x); float64 K = 64 1.05-1.10x; grad_x 256->64 at 56x56 and
+     * 1024->96 at 14x14 (K = 64, 96) 1.04-1.06x. K of 16-32 (mv2.56.exp, mv2.112.exp) lose
+     * with the columns outermost (0.62-0.97x; their tiles' stores want the rows' streams);
+     * B packed (NHWC) 0.93-1.05x. */
+    const int l1_panel = !pl.pack_b && g->K >= 48 && g->K * pl.nr * pl.es <= (24u << 10) && full_width_fmas();
+    pl.cols_outer = few_rows || l1_panel || (pl.n_parts > 1 && !short_k) ||
                     (b_bytes > OXO_L2_BYTES && g->K > 32 && g->M < 16 * pl.mr);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
