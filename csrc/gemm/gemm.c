@@ -632,19 +632,23 @@ int oxo_gemm_run(const oxo_gemm *g)
      * faster, above), so the rule keys on the L2's size, the one difference it can see. */
     const int few_rows = oxo_l2_bytes() >= (2u << 20) && g->M <= 3 * pl.mr;
     /* And B read in place with K of 48 to a KC x NR micro-panel of 24 KiB (float32 K <= 128)
-     * keeps the columns outermost where 512-bit FMAs run at full width: the micro-panel then
-     * stays in L1 while A's rows pass, where rows outermost reads B's block from L2 again for
-     * every row tile, 3 vectors a row of K per 24 FMAs, which such a core issues in half the
-     * cycles of Zen 4's (whose order stays). Intel core (two 512-bit FMA units), alternating
-     * calls, rows -> columns, float32: 2 threads, batch 1, r50.c2.expand 1.06x, 64->64 at
-     * 56x56 1.13x, r50.c3.expand 1.02-1.06x, 128->256 at 28x28 1.03x; batch 8 r50.c2.expand
-     * 1.09-1.11x, 64->64 1.07x, 48->288 at 28x28 1.04-1.05x, r50.c3.expand 1.01-1.04x,
-     * 128->256 1.04-1.06x; 1 thread 0.96-1.10x (r50.c3.expand batch 8 0.96x and 1.01x,
-     * r50.c2.expand 1.06-1.10x); float64 K = 64 1.05-1.10x; grad_x 256->64 at 56x56 and
-     * 1024->96 at 14x14 (K = 64, 96) 1.04-1.06x. K of 16-32 (mv2.56.exp, mv2.112.exp) lose
-     * with the columns outermost (0.62-0.97x; their tiles' stores want the rows' streams);
-     * B packed (NHWC) 0.93-1.05x. */
-    const int l1_panel = !pl.pack_b && g->K >= 48 && g->K * pl.nr * pl.es <= (24u << 10) && full_width_fmas();
+     * keeps the columns outermost where 512-bit FMAs run at full width, while the call's C
+     * is within twice one core's L2: the micro-panel then stays in L1 while A's rows pass,
+     * where rows outermost reads B's block from L2 again for every row tile, 3 vectors a row
+     * of K per 24 FMAs, which such a core issues in half the cycles of Zen 4's (whose order
+     * stays). Intel core (two 512-bit FMA units), alternating calls with two outputs written
+     * in turns (as the peer benchmark does), rows -> columns, batch 1: 2 threads
+     * r50.c2.expand 1.07x, r50.c3.expand 1.02x, 64->64 at 56x56 1.09x, 128->256 at 28x28
+     * 1.05x; 1 thread 1.09x, 1.04x, 1.06x; one output: float64 K = 64 1.05-1.10x, grad_x
+     * 256->64 at 56x56 (K = 64) 1.06x. A larger C, written column tile by column tile, goes
+     * on to DRAM without the rows' sequential streams: batch 8 in the peer benchmark (two
+     * outputs of 26 MB) ran r50.c2.expand at 98-102 GFLOP/s against 269 by rows, r50.c3.expand
+     * (13 MB) 238-247 against 297; 64->64 (6.4 MB) 1.00x. K of 16-32 (mv2.56.exp,
+     * mv2.112.exp) lose with the columns outermost (0.62-0.97x: their tiles' stores want the
+     * rows' streams), B packed (NHWC) 0.93-1.05x. */
+    const double c_bytes = (double)(g->reduce_batch ? 1 : g->batch) * (double)pl.groups * (double)g->M * (double)g->N * (double)pl.es;
+    const int l1_panel = !pl.pack_b && g->K >= 48 && g->K * pl.nr * pl.es <= (24u << 10) &&
+                         c_bytes <= 2.0 * (double)oxo_l2_bytes() && full_width_fmas();
     pl.cols_outer = few_rows || l1_panel || (pl.n_parts > 1 && !short_k) ||
                     (b_bytes > OXO_L2_BYTES && g->K > 32 && g->M < 16 * pl.mr);
 
