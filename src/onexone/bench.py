@@ -29,7 +29,8 @@ layer's first block (the NumPy reference it is checked against has just run). Ev
 implementation is limited to the same thread count and its result is checked once against
 the NumPy reference. The one exception to "never interleaved": ``onexone`` and
 ``onexone_relu`` (one library, one thread pool) share their blocks, their inner loops
-alternating (:func:`measure_pair`), and the ReLU cost is the median of the per-pair ratios,
+alternating (:func:`measure_pair`) and writing into the same ``out`` (each peer too writes one
+output buffer, call after call), and the ReLU cost is the median of the per-pair ratios,
 so that a burst of load that slows one sample slows its partner too (from the two medians
 of blocks taken seconds apart, a single burst showed up as a 5-25% "cost").
 
@@ -267,12 +268,20 @@ class Impl(NamedTuple):
     library: str = "onexone"
 
 
+def _output(shape, dtype, buffers: Optional[dict]) -> np.ndarray:
+    """A new output array, or the one ``buffers`` already holds for this shape and dtype."""
+    if buffers is None:
+        return np.empty(shape, dtype)
+    return buffers.setdefault((tuple(shape), np.dtype(dtype).str), np.empty(shape, dtype))
+
+
 @contextlib.contextmanager
-def _onexone(x, w, b, threads, activation=None):
-    """onexone.conv1x1 into a preallocated ``out``, ``n_threads`` threads."""
+def _onexone(x, w, b, threads, activation=None, buffers=None):
+    """onexone.conv1x1 into a preallocated ``out``, ``n_threads`` threads (shared with the
+    partner's through ``buffers``, see :func:`_time_layer`)."""
     from . import conv1x1
 
-    y = np.empty((x.shape[0], w.shape[0]) + x.shape[2:], x.dtype)
+    y = _output((x.shape[0], w.shape[0]) + x.shape[2:], x.dtype, buffers)
     yield lambda: conv1x1(x, w, b, activation=activation, out=y, n_threads=threads)
 
 
@@ -386,11 +395,12 @@ def _out_hw(x_shape, w_shape, stride: int, padding: int) -> Tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _onexone_conv2d(x, w, b, threads, algorithm="direct", activation=None, stride=1, padding=0):
+def _onexone_conv2d(x, w, b, threads, algorithm="direct", activation=None, stride=1, padding=0,
+                    buffers=None):
     """onexone.conv2d with one ``algorithm`` into a preallocated ``out``."""
     from . import conv2d
 
-    y = np.empty((x.shape[0], w.shape[0]) + _out_hw(x.shape, w.shape, stride, padding), x.dtype)
+    y = _output((x.shape[0], w.shape[0]) + _out_hw(x.shape, w.shape, stride, padding), x.dtype, buffers)
     yield lambda: conv2d(x, w, b, stride=stride, padding=padding, activation=activation, out=y,
                          algorithm=algorithm, n_threads=threads)
 
@@ -757,7 +767,10 @@ def _time_layer(layer: Layer, impls: List[Impl], batch: int, threads: int, settl
                 time.sleep(settle_s)  # the previous library's idle threads stop spinning first
             before = CpuSnapshot.take()
             with contextlib.ExitStack() as stack:
-                fns = [stack.enter_context(i.setup(x, w, b, threads, **geometry)) for i in pair]
+                # the pair writes one output, as every peer does: two written in turns (26 MB
+                # each at batch 8 on r50.c2.expand) went on to DRAM where one stays in cache
+                shared = {"buffers": {}} if len(pair) == 2 else {}
+                fns = [stack.enter_context(i.setup(x, w, b, threads, **geometry, **shared)) for i in pair]
                 if r == 0:
                     for i, fn in zip(pair, fns):
                         try:
