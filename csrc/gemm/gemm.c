@@ -92,6 +92,7 @@ typedef struct plan {
     size_t n_main;  /* columns [n_main, N) of every image go to the dot kernel */
     size_t tail_ld; /* row stride of the transposed tail columns */
     int cols_outer; /* loop order inside a block, see run_block */
+    int write_prefetch; /* rows outermost: the next row tile's C prefetched, see oxo_gemm_run */
     int full_k;     /* blocks run all of K per micro-kernel call, see run_block_full_k */
     size_t peel;    /* columns before B's first vector-aligned one (B read in place), or 0 */
     ptrdiff_t cs_c; /* C's column stride: 1, or C transposed (see oxo_gemm.cs_c) */
@@ -268,7 +269,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                      * block's first row tile fetches its rows 16 ahead, the second row tile
                      * of every block but the last fetches the next block's (kc rows on).
                      * And the first block writes C: the next row tile's rows are fetched
-                     * for writing meanwhile. Measured on Zen 4, alternating calls, batch 8,
+                     * for writing meanwhile (pl->write_prefetch: not on Intel). Measured on Zen 4, alternating calls, batch 8,
                      * without -> with: 2 threads r50.c4.reduce 1.09x, c4.expand 1.09x,
                      * c2.expand 1.06x, mv2.56.exp 1.14x, mv2.14.exp 1.15x, NHWC
                      * mv2.56.exp 1.17-1.46x, stride-2 256->1024 1.07x; 1 thread
@@ -285,7 +286,7 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                         t.flags |= OXO_TILE_PREFETCH_B;
                         t.pf_off = (ptrdiff_t)kc * rs_b;
                     }
-                    if (first && pl->cs_c == 1 && i + pl->mr < i1)
+                    if (first && pl->write_prefetch && pl->cs_c == 1 && i + pl->mr < i1)
                         prefetch_rows_for_write(C + ((ptrdiff_t)(i + pl->mr) * g->rs_c + (ptrdiff_t)j0) * (ptrdiff_t)es,
                                                 g->rs_c * (ptrdiff_t)es, min_size(pl->mr, i1 - i - pl->mr),
                                                 (j1 - j0 + ntail) * es);
@@ -432,6 +433,10 @@ static size_t gcd(size_t a, size_t b)
  * (two full-width FMA units), 1-2 threads, 784 columns (r50.c3.reduce, incep3a.1x1)
  * 1.10-1.12x, 3136 columns 1.20-1.25x. Hence parts of at least 16 vectors there (at most
  * 6% more FMAs in part 0), 64 on the others. */
+/* Does a core have 2 MiB of L2 or more (Intel's server cores, with their slow shared L3;
+ * Zen 4 has 1 MiB and a fast L3)? Two rules below measured opposite there and here. */
+static int l2_2mib(void) { return oxo_l2_bytes() >= (2u << 20); }
+
 /* Do this core's 512-bit FMAs run at full width (oxo_probe_full_width, on the f32 set)? */
 static int full_width_fmas(void)
 {
@@ -630,7 +635,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 16->16 1.58-1.78x, 32->8 1.42x, 8->16 1.34-1.40x; 192->16 at 28x28 0.95-1.00x. Zen 4
      * (1 MiB of L2, 32 MiB of fast L3) measured the opposite on mv2.112.proj (rows 1.01-1.27x
      * faster, above), so the rule keys on the L2's size, the one difference it can see. */
-    const int few_rows = oxo_l2_bytes() >= (2u << 20) && g->M <= 3 * pl.mr;
+    const int few_rows = l2_2mib() && g->M <= 3 * pl.mr;
     /* And B read in place with K of 48 to a KC x NR micro-panel of 24 KiB (float32 K <= 128)
      * keeps the columns outermost where 512-bit FMAs run at full width, while the call's C
      * is within twice one core's L2: the micro-panel then stays in L1 while A's rows pass,
@@ -651,6 +656,17 @@ int oxo_gemm_run(const oxo_gemm *g)
                          c_bytes <= 2.0 * (double)oxo_l2_bytes() && full_width_fmas();
     pl.cols_outer = few_rows || l1_panel || (pl.n_parts > 1 && !short_k) ||
                     (b_bytes > OXO_L2_BYTES && g->K > 32 && g->M < 16 * pl.mr);
+
+    /* The rows order's prefetch of the next row tile's C (run_block): a burst of a few hundred
+     * prefetches before each row tile. Zen 4 gained by it (above); on an Intel core (2 MiB of
+     * L2, slow shared L3) the burst stalls at its first fill buffers and the tile waits, so
+     * it is left out there. Intel, alternating calls, the peer benchmark's pairs, with -> without:
+     * 2 threads, batch 8, mv2.56.exp 1.11-1.16x, r50.c2.expand 1.11x, r50.c3.expand 1.06x,
+     * mv2.28.exp 1.14x, mv2.112.exp 1.24x, deeper layers 0.99-1.02x; batch 1 mv2.112.exp
+     * 1.11x, 0.99x on 24->144 and 64->256 at 56x56; 1 thread, batch 8 1.05-1.17x, batch 1
+     * 1.01-1.10x. (B's prefetches, spread through the tile's k loop, stay: without them
+     * 0.96-1.00x.) */
+    pl.write_prefetch = !l2_2mib();
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
