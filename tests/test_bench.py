@@ -106,6 +106,24 @@ def test_relu_cost_is_the_median_of_paired_samples():
     assert results["summary"]["relu_cost_pct_max"] == row["relu_cost_pct"]
 
 
+def test_onexone_pair_writes_one_out(monkeypatch):
+    """onexone and onexone_relu, timed in turns, write into the same out array (as each peer
+    writes one output buffer); the other implementations get none of it."""
+    outs = []
+    measure_pair = bench.measure_pair
+
+    def spy_pair(fa, fb, **kw):
+        outs.append((fa(), fb()))
+        return measure_pair(fa, fb, **kw)
+
+    monkeypatch.setattr(bench, "measure_pair", spy_pair)
+    results = bench.run("incep3a.5x5red", repeats=2, rounds=2, min_sample_s=1e-4, warmup_s=0,
+                        peak_seconds=0.01, settle_s=0, progress=False)
+    assert len(outs) == 2 and all(a is b for a, b in outs)
+    assert outs[0][0].shape == (1, 16, 28, 28)
+    assert results["layers"][0]["results"]["onexone_relu"]["ok"]
+
+
 def test_measure_pair_alternates_the_order():
     calls = []
     ta, tb, ratios = bench.measure_pair(lambda: calls.append("a"), lambda: calls.append("b"),

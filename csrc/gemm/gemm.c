@@ -269,8 +269,9 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
                      * block's first row tile fetches its rows 16 ahead, the second row tile
                      * of every block but the last fetches the next block's (kc rows on).
                      * And the first block writes C: the next row tile's rows are fetched
-                     * for writing meanwhile (pl->write_prefetch: not on Intel). Measured on Zen 4, alternating calls, batch 8,
-                     * without -> with: 2 threads r50.c4.reduce 1.09x, c4.expand 1.09x,
+                     * for writing meanwhile (where pl->write_prefetch: not on Intel's cores).
+                     * Measured on Zen 4, alternating calls, batch 8, without -> with:
+                     * 2 threads r50.c4.reduce 1.09x, c4.expand 1.09x,
                      * c2.expand 1.06x, mv2.56.exp 1.14x, mv2.14.exp 1.15x, NHWC
                      * mv2.56.exp 1.17-1.46x, stride-2 256->1024 1.07x; 1 thread
                      * r50.c4.reduce 1.09x; batch 1 (an image that stays in cache) 0.98-1.05x.
@@ -421,6 +422,17 @@ static size_t gcd(size_t a, size_t b)
     return a;
 }
 
+/* Does a core have 2 MiB of L2 or more (Intel's server cores, with their slow shared L3;
+ * Zen 4 has 1 MiB and a fast L3)? Two rules below measured opposite there and here. */
+static int l2_2mib(void) { return oxo_l2_bytes() >= (2u << 20); }
+
+/* Do this core's 512-bit FMAs run at full width (oxo_probe_full_width, on the f32 set)? */
+static int full_width_fmas(void)
+{
+    const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
+    return f32 && oxo_probe_full_width(f32);
+}
+
 /* Does a unit `width` columns wide gain by its peel? Aligning costs each row tile one more
  * vector of FMAs per K block (the peel and the next tile both part-filled: 48 columns at
  * offset 12 take 1 + 3 vectors instead of 3) in the part that holds column 0; the other
@@ -433,17 +445,6 @@ static size_t gcd(size_t a, size_t b)
  * (two full-width FMA units), 1-2 threads, 784 columns (r50.c3.reduce, incep3a.1x1)
  * 1.10-1.12x, 3136 columns 1.20-1.25x. Hence parts of at least 16 vectors there (at most
  * 6% more FMAs in part 0), 64 on the others. */
-/* Does a core have 2 MiB of L2 or more (Intel's server cores, with their slow shared L3;
- * Zen 4 has 1 MiB and a fast L3)? Two rules below measured opposite there and here. */
-static int l2_2mib(void) { return oxo_l2_bytes() >= (2u << 20); }
-
-/* Do this core's 512-bit FMAs run at full width (oxo_probe_full_width, on the f32 set)? */
-static int full_width_fmas(void)
-{
-    const oxo_kernels *f32 = oxo_kernels_for(oxo_isa_active(), OXO_F32);
-    return f32 && oxo_probe_full_width(f32);
-}
-
 static int peel_pays(const plan *pl, size_t width)
 {
     const int mode = atomic_load_explicit(&peel_mode, memory_order_relaxed);
@@ -642,12 +643,12 @@ int oxo_gemm_run(const oxo_gemm *g)
      * where rows outermost reads B's block from L2 again for every row tile, 3 vectors a row
      * of K per 24 FMAs, which such a core issues in half the cycles of Zen 4's (whose order
      * stays). Intel core (two 512-bit FMA units), alternating calls with two outputs written
-     * in turns (as the peer benchmark does), rows -> columns, batch 1: 2 threads
+     * in turns, rows -> columns, batch 1: 2 threads
      * r50.c2.expand 1.07x, r50.c3.expand 1.02x, 64->64 at 56x56 1.09x, 128->256 at 28x28
      * 1.05x; 1 thread 1.09x, 1.04x, 1.06x; one output: float64 K = 64 1.05-1.10x, grad_x
      * 256->64 at 56x56 (K = 64) 1.06x. A larger C, written column tile by column tile, goes
-     * on to DRAM without the rows' sequential streams: batch 8 in the peer benchmark (two
-     * outputs of 26 MB) ran r50.c2.expand at 98-102 GFLOP/s against 269 by rows, r50.c3.expand
+     * on to DRAM without the rows' sequential streams: batch 8 in the peer benchmark (which
+     * then wrote two outputs of 26 MB in turns) ran r50.c2.expand at 98-102 GFLOP/s against 269 by rows, r50.c3.expand
      * (13 MB) 238-247 against 297; 64->64 (6.4 MB) 1.00x. K of 16-32 (mv2.56.exp,
      * mv2.112.exp) lose with the columns outermost (0.62-0.97x: their tiles' stores want the
      * rows' streams), B packed (NHWC) 0.93-1.05x. */

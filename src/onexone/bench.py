@@ -270,9 +270,13 @@ class Impl(NamedTuple):
 
 def _output(shape, dtype, buffers: Optional[dict]) -> np.ndarray:
     """A new output array, or the one ``buffers`` already holds for this shape and dtype."""
-    if buffers is None:
-        return np.empty(shape, dtype)
-    return buffers.setdefault((tuple(shape), np.dtype(dtype).str), np.empty(shape, dtype))
+    key = (tuple(shape), np.dtype(dtype).str)
+    if buffers is None or key not in buffers:
+        y = np.empty(shape, dtype)
+        if buffers is None:
+            return y
+        buffers[key] = y
+    return buffers[key]
 
 
 @contextlib.contextmanager
