@@ -648,10 +648,10 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.05x; 1 thread 1.09x, 1.04x, 1.06x; one output: float64 K = 64 1.05-1.10x, grad_x
      * 256->64 at 56x56 (K = 64) 1.06x. A larger C, written column tile by column tile, goes
      * on to DRAM without the rows' sequential streams: batch 8 in the peer benchmark (which
-     * then wrote two outputs of 26 MB in turns) ran r50.c2.expand at 98-102 GFLOP/s against 269 by rows, r50.c3.expand
-     * (13 MB) 238-247 against 297; 64->64 (6.4 MB) 1.00x. K of 16-32 (mv2.56.exp,
-     * mv2.112.exp) lose with the columns outermost (0.62-0.97x: their tiles' stores want the
-     * rows' streams), B packed (NHWC) 0.93-1.05x. */
+     * then wrote two outputs of 26 MB in turns) ran r50.c2.expand at 98-102 GFLOP/s against
+     * 269 by rows, r50.c3.expand (13 MB) 238-247 against 297; 64->64 (6.4 MB) 1.00x. K of
+     * 16-32 (mv2.56.exp, mv2.112.exp) lose with the columns outermost (0.62-0.97x: their
+     * tiles' stores want the rows' streams), B packed (NHWC) 0.93-1.05x. */
     const double c_bytes = (double)(g->reduce_batch ? 1 : g->batch) * (double)pl.groups * (double)g->M * (double)g->N * (double)pl.es;
     const int l1_panel = !pl.pack_b && g->K >= 48 && g->K * pl.nr * pl.es <= (24u << 10) &&
                          c_bytes <= 2.0 * (double)oxo_l2_bytes() && full_width_fmas();
@@ -661,8 +661,8 @@ int oxo_gemm_run(const oxo_gemm *g)
     /* The rows order's prefetch of the next row tile's C (run_block): a burst of a few hundred
      * prefetches before each row tile. Zen 4 gained by it (above); on an Intel core (2 MiB of
      * L2, slow shared L3) the burst stalls at its first fill buffers and the tile waits, so
-     * it is left out there. Intel, alternating calls, the peer benchmark's pairs, with -> without:
-     * 2 threads, batch 8, mv2.56.exp 1.11-1.16x, r50.c2.expand 1.11x, r50.c3.expand 1.06x,
+     * it is left out there. Intel, alternating calls, the peer benchmark's pairs, with ->
+     * without: 2 threads, batch 8, mv2.56.exp 1.11-1.16x, r50.c2.expand 1.11x, r50.c3.expand 1.06x,
      * mv2.28.exp 1.14x, mv2.112.exp 1.24x, deeper layers 0.99-1.02x; batch 1 mv2.112.exp
      * 1.11x, 0.99x on 24->144 and 64->256 at 56x56; 1 thread, batch 8 1.05-1.17x, batch 1
      * 1.01-1.10x. (B's prefetches, spread through the tile's k loop, stay: without them

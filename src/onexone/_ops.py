@@ -151,7 +151,8 @@ def conv1x1_backward(
     single = x_arr.ndim == 3
     gy4 = gy[None] if single else gy
     gy4 = for_kernel(gy4.transpose(0, 3, 1, 2) if a.nhwc else gy4, dtype)  # (N, F, Ho, Wo) view
-    gyf = _pixels_flat(gy4, a.nhwc)  # what both GEMMs read: a gapped grad_y copied once
+    # what both GEMMs read (a gapped grad_y copied once), and nothing for grad_b alone
+    gyf = _pixels_flat(gy4, a.nhwc) if wanted & {"w", "x"} else None
     w2 = for_kernel(a.w, dtype)
     xs = for_kernel(a.x, dtype)  # (N, C, Ho, Wo) view of the pixels the forward read
     n, f, ho, wo = gy4.shape
