@@ -56,16 +56,18 @@
  *   by more than the masked load costs.
  * A standalone 8 x 24 ymm loop does lose 7% to the masked load (108 / 116 GFLOP/s). */
 static inline __attribute__((always_inline)) void
-OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *const ap[OXO_TILE_MR], const OXO_T *b,
+OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *a, const ptrdiff_t rs_a, const OXO_T *b,
                     const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
                     const int MR, const int NV, const int prefetch, uintptr_t pf)
 {
-#if OXO_TILE_MR > 8
-    /* (ap[1] and row 8 only where the tile has them: no pointer formed past A's rows) */
-    const ptrdiff_t r1 = MR > 1 ? (const char *)ap[1] - (const char *)ap[0] : 0, r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
+    /* A's rows as one moving base (two past 8 rows) and fixed byte offsets from it: one
+     * pointer to advance per step of k instead of one per row. With a pointer per row GCC ran
+     * short of general registers in the 8 x 3 tile and kept three row pointers in vector
+     * registers, moved back on every use: 3 moves per step of k on port 0, an FMA port of
+     * Intel's cores. See OXO_NAME(gemm) for what it measured. */
+    const ptrdiff_t r1 = rs_a * (ptrdiff_t)sizeof(OXO_T), r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
     const ptrdiff_t cs = cs_a * (ptrdiff_t)sizeof(OXO_T);
-    const char *a0 = (const char *)ap[0], *a8 = MR > 8 ? (const char *)ap[8] : a0;
-#endif
+    const char *a0 = (const char *)a, *a8 = MR > 8 ? a0 + 8 * r1 : a0; /* no pointer past A's rows */
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
         if (prefetch) {
             OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch((const void *)(pf + v * sizeof(OXO_V)), 0, 2);
@@ -75,9 +77,6 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *const ap[O
         OXO_V bv[OXO_TILE_NV];
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
         bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
-#if OXO_TILE_MR > 8
-        /* more rows than general registers for their pointers: two bases, each row at
-         * 0-7 strides from one (x86's scaled index: 1, 2, 3, 4, 5, 2*3, 7 times rs_a) */
         OXO_UNROLL for (int i = 0; i < MR; i++) {
             const int j = i % 8;
             const char *base = i < 8 ? a0 : a8;
@@ -86,14 +85,8 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *const ap[O
             const OXO_V ai = OXO_SET1(*(const OXO_T *)(base + o));
             OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
         }
-        a0 += cs; a8 += cs;
-#else
-        const ptrdiff_t off = (ptrdiff_t)p * cs_a;
-        OXO_UNROLL for (int i = 0; i < MR; i++) {
-            const OXO_V ai = OXO_SET1(ap[i][off]);
-            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_FMA(ai, bv[v], acc[i][v]);
-        }
-#endif
+        a0 += cs;
+        a8 += cs;
         b += rs_b;
     }
 }
@@ -161,12 +154,9 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
         }
     }
 
-    const OXO_T *ap[OXO_TILE_MR];
-    OXO_UNROLL for (int i = 0; i < MR; i++) ap[i] = a + i * rs_a;
-
     /* the prefetching and the plain loop are two copies, so the loop tests no flag */
-    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)));
-    else OXO_NAME(gemm_loop)(acc, ap, b, rs_b, cs_a, k, tail, MR, NV, 0, 0);
+    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)));
+    else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
@@ -200,25 +190,55 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     }
 }
 
-/* One entry point per kernel set: picks the instance compiled for (m, number of vectors). */
+/* One entry point per kernel set: picks the instance compiled for (m, number of vectors),
+ * each a function of its own (reached by a jump). Inlined into one function, as before,
+ * GCC allocated registers for all of the instances at once and the full tile's loop kept
+ * three of A's row pointers in vector registers. Intel Xeon (two 512-bit FMA units),
+ * alternating processes, GFLOP/s inlined with a pointer per row -> one function per instance
+ * with a moving base (gemm_loop): 1 thread, batch 1, r50.c2.reduce 148 -> 162, r50.c4.expand
+ * 156 -> 175, r50 layers 1.06-1.14x, mv2.28.exp 0.98x, the others 1.02-1.08x; 2 threads,
+ * batch 8, 1.02-1.13x on all 18 layers of the peer suite; batch 1 0.97-1.14x. (The base
+ * alone, still inlined: 0.93-1.15x; own functions alone, a pointer per row: 0.96-1.10x.) */
+#define OXO_INST_(M, NV) \
+    static __attribute__((noinline)) void OXO_NAME(gemm_##M##x##NV)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, M, NV); }
 #if OXO_TILE_NV >= 2
-#define OXO_NV2_CASE_(M) case 2: OXO_NAME(gemm_tile)(t, M, 2); break;
+#define OXO_INST2_(M) OXO_INST_(M, 2)
+#define OXO_NV2_CASE_(M) case 2: OXO_NAME(gemm_##M##x2)(t); break;
 #else
+#define OXO_INST2_(M)
 #define OXO_NV2_CASE_(M)
 #endif
 #if OXO_TILE_NV >= 3
-#define OXO_NV3_CASE_(M) case 3: OXO_NAME(gemm_tile)(t, M, 3); break;
+#define OXO_INST3_(M) OXO_INST_(M, 3)
+#define OXO_NV3_CASE_(M) case 3: OXO_NAME(gemm_##M##x3)(t); break;
 #else
+#define OXO_INST3_(M)
 #define OXO_NV3_CASE_(M)
 #endif
 #if OXO_TILE_NV >= 4
-#define OXO_NV4_CASE_(M) case 4: OXO_NAME(gemm_tile)(t, M, 4); break;
+#define OXO_INST4_(M) OXO_INST_(M, 4)
+#define OXO_NV4_CASE_(M) case 4: OXO_NAME(gemm_##M##x4)(t); break;
 #else
+#define OXO_INST4_(M)
 #define OXO_NV4_CASE_(M)
+#endif
+#define OXO_INSTS_(M) OXO_INST_(M, 1) OXO_INST2_(M) OXO_INST3_(M) OXO_INST4_(M)
+OXO_INSTS_(1) OXO_INSTS_(2) OXO_INSTS_(3) OXO_INSTS_(4)
+#if OXO_TILE_MR >= 6
+OXO_INSTS_(5) OXO_INSTS_(6)
+#endif
+#if OXO_TILE_MR >= 8
+OXO_INSTS_(7) OXO_INSTS_(8)
+#endif
+#if OXO_TILE_MR >= 12
+OXO_INSTS_(9) OXO_INSTS_(10) OXO_INSTS_(11) OXO_INSTS_(12)
+#endif
+#if OXO_TILE_MR >= 16
+OXO_INSTS_(13) OXO_INSTS_(14) OXO_INSTS_(15) OXO_INSTS_(16)
 #endif
 #define OXO_GEMM_NV_CASES(M)                                                                   \
     switch (nv) {                                                                              \
-    case 1: OXO_NAME(gemm_tile)(t, M, 1); break;                                               \
+    case 1: OXO_NAME(gemm_##M##x1)(t); break;                                                  \
     OXO_NV2_CASE_(M) OXO_NV3_CASE_(M) OXO_NV4_CASE_(M)                                         \
     default: break;                                                                            \
     }
@@ -252,6 +272,11 @@ void OXO_NAME(gemm)(const oxo_tile *t)
 #undef OXO_NV2_CASE_
 #undef OXO_NV3_CASE_
 #undef OXO_NV4_CASE_
+#undef OXO_INST_
+#undef OXO_INST2_
+#undef OXO_INST3_
+#undef OXO_INST4_
+#undef OXO_INSTS_
 #undef OXO_GEMM_NV_CASES
 
 /* ---- dot kernel ------------------------------------------------------------------------ */
