@@ -198,7 +198,9 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
  * with a moving base (gemm_loop): 1 thread, batch 1, r50.c2.reduce 148 -> 162, r50.c4.expand
  * 156 -> 175, r50 layers 1.06-1.14x, mv2.28.exp 0.98x, the others 1.02-1.08x; 2 threads,
  * batch 8, 1.02-1.13x on all 18 layers of the peer suite; batch 1 0.97-1.14x. (The base
- * alone, still inlined: 0.93-1.15x; own functions alone, a pointer per row: 0.96-1.10x.) */
+ * alone, still inlined: 0.93-1.15x; own functions alone, a pointer per row: 0.96-1.10x.)
+ * An hour later, with the old build itself faster (r50.c3.reduce 140-145 -> 154 GFLOP/s),
+ * the same comparison gave 0.96-1.06x: whatever bound the old loop then had moved. */
 #define OXO_INST_(M, NV) \
     static __attribute__((noinline)) void OXO_NAME(gemm_##M##x##NV)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, M, NV); }
 #if OXO_TILE_NV >= 2
