@@ -165,6 +165,12 @@ typedef struct slot {
     const char *bias;         /* its bias, or NULL */
 } slot;
 
+/* How many output slots a call has: images x groups, or the groups alone with reduce_batch. */
+static size_t slot_count(const plan *pl)
+{
+    return (pl->g->reduce_batch ? 1 : pl->g->batch) * pl->groups;
+}
+
 static slot slot_of(const plan *pl, size_t s)
 {
     const oxo_gemm *g = pl->g;
@@ -458,7 +464,7 @@ static void partition(plan *pl, int *nt, double flops)
     const size_t per_thread = flops < OXO_SMALL_CALL_FLOPS ? 4 : 1;
     const oxo_gemm *g = pl->g;
     const size_t lanes = pl->ks->lanes;
-    const size_t images = (g->reduce_batch ? 1 : g->batch) * pl->groups;
+    const size_t images = slot_count(pl);
     const size_t want = *nt > 1 ? (size_t)*nt * per_thread : 1;
     const size_t parts = want / gcd(want, images);
     const size_t max_n = cdiv(g->N, 2 * lanes), max_m = cdiv(g->M, pl->mr); /* parts' floor */
@@ -652,7 +658,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 269 by rows, r50.c3.expand (13 MB) 238-247 against 297; 64->64 (6.4 MB) 1.00x. K of
      * 16-32 (mv2.56.exp, mv2.112.exp) lose with the columns outermost (0.62-0.97x: their
      * tiles' stores want the rows' streams), B packed (NHWC) 0.93-1.05x. */
-    const double c_bytes = (double)(g->reduce_batch ? 1 : g->batch) * (double)pl.groups * (double)g->M * (double)g->N * (double)pl.es;
+    const double c_bytes = (double)slot_count(&pl) * (double)g->M * (double)g->N * (double)pl.es;
     const int l1_panel = !pl.pack_b && g->K >= 48 && g->K * pl.nr * pl.es <= (24u << 10) &&
                          c_bytes <= 2.0 * (double)oxo_l2_bytes() && full_width_fmas();
     pl.cols_outer = few_rows || l1_panel || (pl.n_parts > 1 && !short_k) ||

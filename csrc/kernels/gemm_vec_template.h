@@ -201,85 +201,65 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
  * alone, still inlined: 0.93-1.15x; own functions alone, a pointer per row: 0.96-1.10x.)
  * An hour later, with the old build itself faster (r50.c3.reduce 140-145 -> 154 GFLOP/s),
  * the same comparison gave 0.96-1.06x: whatever bound the old loop then had moved. */
+#if OXO_TILE_MR != 4 && OXO_TILE_MR != 6 && OXO_TILE_MR != 8 && OXO_TILE_MR != 12 && OXO_TILE_MR != 16
+#error "gemm_vec_template.h: the instances cover tiles of 4, 6, 8, 12 or 16 rows"
+#endif
+#if OXO_TILE_NV > 4
+#error "gemm_vec_template.h: the instances cover tiles of at most 4 vectors"
+#endif
+/* X(M, NV) for every instance: M = 1..OXO_TILE_MR rows, NV = 1..OXO_TILE_NV vectors; one
+ * list for the functions and for the entry point's cases. */
+#if OXO_TILE_NV == 4
+#define OXO_VECS_(X, M) X(M, 1) X(M, 2) X(M, 3) X(M, 4)
+#elif OXO_TILE_NV == 3
+#define OXO_VECS_(X, M) X(M, 1) X(M, 2) X(M, 3)
+#elif OXO_TILE_NV == 2
+#define OXO_VECS_(X, M) X(M, 1) X(M, 2)
+#else
+#define OXO_VECS_(X, M) X(M, 1)
+#endif
+#define OXO_ROWS4_(X) OXO_VECS_(X, 1) OXO_VECS_(X, 2) OXO_VECS_(X, 3) OXO_VECS_(X, 4)
+#define OXO_ROWS6_(X) OXO_ROWS4_(X) OXO_VECS_(X, 5) OXO_VECS_(X, 6)
+#define OXO_ROWS8_(X) OXO_ROWS6_(X) OXO_VECS_(X, 7) OXO_VECS_(X, 8)
+#define OXO_ROWS12_(X) OXO_ROWS8_(X) OXO_VECS_(X, 9) OXO_VECS_(X, 10) OXO_VECS_(X, 11) OXO_VECS_(X, 12)
+#define OXO_ROWS16_(X) OXO_ROWS12_(X) OXO_VECS_(X, 13) OXO_VECS_(X, 14) OXO_VECS_(X, 15) OXO_VECS_(X, 16)
+#if OXO_TILE_MR == 16
+#define OXO_INSTANCES_(X) OXO_ROWS16_(X)
+#elif OXO_TILE_MR == 12
+#define OXO_INSTANCES_(X) OXO_ROWS12_(X)
+#elif OXO_TILE_MR == 8
+#define OXO_INSTANCES_(X) OXO_ROWS8_(X)
+#elif OXO_TILE_MR == 6
+#define OXO_INSTANCES_(X) OXO_ROWS6_(X)
+#else
+#define OXO_INSTANCES_(X) OXO_ROWS4_(X)
+#endif
+
 #define OXO_INST_(M, NV) \
     static __attribute__((noinline)) void OXO_NAME(gemm_##M##x##NV)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, M, NV); }
-#if OXO_TILE_NV >= 2
-#define OXO_INST2_(M) OXO_INST_(M, 2)
-#define OXO_NV2_CASE_(M) case 2: OXO_NAME(gemm_##M##x2)(t); break;
-#else
-#define OXO_INST2_(M)
-#define OXO_NV2_CASE_(M)
-#endif
-#if OXO_TILE_NV >= 3
-#define OXO_INST3_(M) OXO_INST_(M, 3)
-#define OXO_NV3_CASE_(M) case 3: OXO_NAME(gemm_##M##x3)(t); break;
-#else
-#define OXO_INST3_(M)
-#define OXO_NV3_CASE_(M)
-#endif
-#if OXO_TILE_NV >= 4
-#define OXO_INST4_(M) OXO_INST_(M, 4)
-#define OXO_NV4_CASE_(M) case 4: OXO_NAME(gemm_##M##x4)(t); break;
-#else
-#define OXO_INST4_(M)
-#define OXO_NV4_CASE_(M)
-#endif
-#define OXO_INSTS_(M) OXO_INST_(M, 1) OXO_INST2_(M) OXO_INST3_(M) OXO_INST4_(M)
-OXO_INSTS_(1) OXO_INSTS_(2) OXO_INSTS_(3) OXO_INSTS_(4)
-#if OXO_TILE_MR >= 6
-OXO_INSTS_(5) OXO_INSTS_(6)
-#endif
-#if OXO_TILE_MR >= 8
-OXO_INSTS_(7) OXO_INSTS_(8)
-#endif
-#if OXO_TILE_MR >= 12
-OXO_INSTS_(9) OXO_INSTS_(10) OXO_INSTS_(11) OXO_INSTS_(12)
-#endif
-#if OXO_TILE_MR >= 16
-OXO_INSTS_(13) OXO_INSTS_(14) OXO_INSTS_(15) OXO_INSTS_(16)
-#endif
-#define OXO_GEMM_NV_CASES(M)                                                                   \
-    switch (nv) {                                                                              \
-    case 1: OXO_NAME(gemm_##M##x1)(t); break;                                                  \
-    OXO_NV2_CASE_(M) OXO_NV3_CASE_(M) OXO_NV4_CASE_(M)                                         \
-    default: break;                                                                            \
-    }
-#define OXO_M_CASE_(M) case M: OXO_GEMM_NV_CASES(M) break;
+#define OXO_CASE_(M, NV) case (M) * 8 + (NV): OXO_NAME(gemm_##M##x##NV)(t); break;
+
+OXO_INSTANCES_(OXO_INST_)
 
 void OXO_NAME(gemm)(const oxo_tile *t)
 {
     if (t->m == 0 || t->n == 0) return;
-    const int nv = (int)((t->n + OXO_L - 1) / OXO_L);
-    switch (t->m) {
-    OXO_M_CASE_(1) OXO_M_CASE_(2) OXO_M_CASE_(3) OXO_M_CASE_(4)
-#if OXO_TILE_MR >= 6
-    OXO_M_CASE_(5) OXO_M_CASE_(6)
-#endif
-#if OXO_TILE_MR >= 8
-    OXO_M_CASE_(7) OXO_M_CASE_(8)
-#endif
-#if OXO_TILE_MR >= 12
-    OXO_M_CASE_(9) OXO_M_CASE_(10) OXO_M_CASE_(11) OXO_M_CASE_(12)
-#endif
-#if OXO_TILE_MR >= 16
-    OXO_M_CASE_(13) OXO_M_CASE_(14) OXO_M_CASE_(15) OXO_M_CASE_(16)
-#endif
+    const size_t nv = (t->n + OXO_L - 1) / OXO_L;
+    if (t->m > OXO_TILE_MR || nv > OXO_TILE_NV) return; /* no such instance */
+    switch ((int)t->m * 8 + (int)nv) {
+    OXO_INSTANCES_(OXO_CASE_)
     default: break;
     }
 }
-#if OXO_TILE_MR != 4 && OXO_TILE_MR != 6 && OXO_TILE_MR != 8 && OXO_TILE_MR != 12 && OXO_TILE_MR != 16
-#error "gemm_vec_template.h: the m switch covers tiles of 4, 6, 8, 12 or 16 rows"
-#endif
-#undef OXO_M_CASE_
-#undef OXO_NV2_CASE_
-#undef OXO_NV3_CASE_
-#undef OXO_NV4_CASE_
+#undef OXO_VECS_
+#undef OXO_ROWS4_
+#undef OXO_ROWS6_
+#undef OXO_ROWS8_
+#undef OXO_ROWS12_
+#undef OXO_ROWS16_
+#undef OXO_INSTANCES_
 #undef OXO_INST_
-#undef OXO_INST2_
-#undef OXO_INST3_
-#undef OXO_INST4_
-#undef OXO_INSTS_
-#undef OXO_GEMM_NV_CASES
+#undef OXO_CASE_
 
 /* ---- dot kernel ------------------------------------------------------------------------ */
 static inline __attribute__((always_inline)) void
