@@ -93,6 +93,7 @@ typedef struct plan {
     size_t tail_ld; /* row stride of the transposed tail columns */
     int cols_outer; /* loop order inside a block, see run_block */
     int write_prefetch; /* rows outermost: the next row tile's C prefetched, see oxo_gemm_run */
+    int prefetch_a; /* OXO_TILE_PREFETCH_A on every tile, see oxo_gemm_run */
     int full_k;     /* blocks run all of K per micro-kernel call, see run_block_full_k */
     size_t peel;    /* columns before B's first vector-aligned one (B read in place), or 0 */
     ptrdiff_t cs_c; /* C's column stride: 1, or C transposed (see oxo_gemm.cs_c) */
@@ -233,7 +234,8 @@ static void run_block(const plan *pl, size_t s, size_t i0, size_t i1, size_t j0,
             const size_t kc = g->K - p0 < pl->kc ? g->K - p0 : pl->kc;
             const int first = p0 == 0 && bb == b_first && !g->accumulate;
             const int last = p0 + kc >= g->K && bb + 1 == b_end;
-            t.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0);
+            t.flags = (first ? 0 : OXO_TILE_ACCUM) | (last ? OXO_TILE_FINAL : 0) |
+                      (pl->prefetch_a ? OXO_TILE_PREFETCH_A : 0);
             t.k = kc;
 
             if (ntail) pl->packer(pl->pack_ctx, image, p0, kc, pl->n_main, ntail, tpack, pl->tail_ld, 1);
@@ -546,9 +548,9 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.11x, 256->16 1.04x / 1.09x, 64->12 1.10x / 1.08x, 1024->16 and 2048->16 at 7x7-28x28
      * 0.99-1.05x; NCHW at 4x4 1024->256 1.19x / 1.20x, 960->160 1.33x / 1.30x, 2048->512
      * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. */
-    if (ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
-        (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1))
-        ks = ks->tall;
+    const int tall = ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
+                     (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1);
+    if (tall) ks = ks->tall;
 
     plan pl;
     pl.g = g;
@@ -674,6 +676,19 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.01-1.10x. (B's prefetches, spread through the tile's k loop, stay: without them
      * 0.96-1.00x.) */
     pl.write_prefetch = !l2_2mib();
+
+    /* The tall set's full tiles fetch the next tile's 16 rows of A on the way (one line per
+     * step of k, gemm_loop) where a thread's share of A and C is more than one core's L2, so
+     * that A comes from L3 or DRAM: that set's tile reads 16 new rows of A for every 16 x 16
+     * of C and does little work per row. Intel core (2 MiB of L2), alternating processes,
+     * GFLOP/s without -> with: 1 thread, batch 1, NHWC mv2.112.proj (32->16 at 112x112)
+     * 68-92 -> 99-111, 256->16 at 56x56 93-105 -> 103-121; batch 8, 2 threads, NHWC
+     * mv2.112.proj 150-154 -> 191-195, incep3a.5x5red (192->16 at 28x28) 162-166 -> 196-214.
+     * Not kept: the same for A within L2 (incep3a.5x5red batch 1, NCHW 512->512 at 3x3:
+     * 0.94-0.98x), and for the 8-row sets' tiles (batch 8, 2 threads, NCHW and NHWC r50.c2.reduce,
+     * r50.c4.reduce, mv2.56.*: 0.85-1.02x). */
+    const double ac_bytes = (double)slot_count(&pl) * (double)g->M * ((double)g->K + (double)g->N) * (double)pl.es;
+    pl.prefetch_a = tall && g->cs_a == 1 && ac_bytes > (double)nt * (double)oxo_l2_bytes();
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);

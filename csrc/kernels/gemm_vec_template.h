@@ -58,7 +58,7 @@
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *a, const ptrdiff_t rs_a, const OXO_T *b,
                     const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
-                    const int MR, const int NV, const int prefetch, uintptr_t pf)
+                    const int MR, const int NV, const int prefetch, uintptr_t pf, const int prefetch_a)
 {
     /* A's rows as one moving base (two past 8 rows) and fixed byte offsets from it: one
      * pointer to advance per step of k instead of one per row. With a pointer per row GCC ran
@@ -68,7 +68,12 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *a, const p
     const ptrdiff_t r1 = rs_a * (ptrdiff_t)sizeof(OXO_T), r3 = 3 * r1, r5 = 5 * r1, r7 = 7 * r1;
     const ptrdiff_t cs = cs_a * (ptrdiff_t)sizeof(OXO_T);
     const char *a0 = (const char *)a, *a8 = MR > 8 ? a0 + 8 * r1 : a0; /* no pointer past A's rows */
+    const uintptr_t pa = (uintptr_t)a + (uintptr_t)(MR * r1); /* the next tile's rows */
     OXO_UNROLL_K for (size_t p = 0; p < k; p++) {
+        /* with prefetch_a (MR = 16, A's rows contiguous along K): row p % 16 of the next
+         * tile, at the line that holds column p rounded down to 16, so 16 steps fetch one
+         * line of each row: all of the next tile's K-block by the end of this one's. */
+        if (prefetch_a) __builtin_prefetch((const void *)(pa + (uintptr_t)((ptrdiff_t)(p % 16) * r1 + (ptrdiff_t)(p / 16 * 16) * cs)), 0, 3);
         if (prefetch) {
             OXO_UNROLL for (int v = 0; v < NV; v++) __builtin_prefetch((const void *)(pf + v * sizeof(OXO_V)), 0, 2);
             pf += (uintptr_t)(rs_b * (ptrdiff_t)sizeof(OXO_T));
@@ -155,8 +160,11 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     }
 
     /* the prefetching and the plain loop are two copies, so the loop tests no flag */
-    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)));
-    else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0);
+    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)), 0);
+#if OXO_TILE_MR == 16
+    else if (MR == 16 && (t->flags & OXO_TILE_PREFETCH_A)) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1);
+#endif
+    else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
