@@ -350,6 +350,12 @@ typedef struct oxo_conv2d_geom {
 int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads);
+/* The same with groups (1 <= groups dividing C and F): group q of the output, channels
+ * [q*F/G, (q+1)*F/G), from channels [q*C/G, (q+1)*C/G) of x and rows q*F/G.. of w (F, C/G*taps);
+ * y contiguous. All of an image's groups in one parallel region. */
+int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                                   ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom, size_t groups,
+                                   const void *bias, int act, void *y, int n_threads);
 /* Depthwise (groups == C, one input channel per group, F = C * multiplier): output channel
  * f reads input channel f / (F / C); w is (F, KH*KW) with strides (rs_w, cs_w). */
 int oxo_conv2d_depthwise_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,

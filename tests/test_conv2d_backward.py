@@ -16,6 +16,9 @@ CASES = [
     (1, 5, 3, 13, 7, 5, 1, (2, 1), (2, 0), 1, 1),
     (2, 16, 8, 5, 5, 4, 4, 1, 2, 1, 2),
     (1, 2, 2, 7, 7, 7, 7, 2, 3, 1, 1),  # a stem-like 7x7 stride 2
+    (2, 32, 24, 9, 10, 3, 3, 1, 1, 1, 2),  # 16 channels a group: the direct kernel reads x in place
+    (3, 64, 64, 6, 5, 3, 3, 1, 1, 1, 32),  # ResNeXt-like: 2 channels in, 2 out per group
+    (1, 24, 12, 11, 9, 3, 3, 2, 1, 2, 4),  # strided and dilated, through the padded copy
 ]
 
 
@@ -70,6 +73,25 @@ def test_finite_differences_float64(rng):
             args[which][idx] -= 2 * eps
             down = loss(*args)
             assert abs((up - down) / (2 * eps) - grad[idx]) < 1e-6 * max(1.0, abs(grad[idx]))
+
+
+def test_grouped_forward_strided_input(rng):
+    # x a channel-strided, column-cropped view: each group's channels are read where they are
+    big = rng.integers(-3, 4, (2, 48, 12, 15)).astype(np.float32)
+    x = big[:, ::2, :, 1:14]
+    weight = rng.integers(-2, 3, (12, 8, 3, 3)).astype(np.float32)
+    bias = rng.integers(-2, 3, 12).astype(np.float32)
+    want = reference.conv2d_naive(x, weight, bias, padding=1, groups=3)
+    for algorithm in ("auto", "direct", "im2col"):
+        np.testing.assert_array_equal(onexone.conv2d(x, weight, bias, padding=1, groups=3, algorithm=algorithm), want)
+
+
+def test_grouped_forward_thread_count_invariance(rng):
+    x = rng.standard_normal((2, 64, 15, 13)).astype(np.float32)
+    weight = rng.standard_normal((96, 8, 3, 3)).astype(np.float32)
+    runs = [onexone.conv2d(x, weight, padding=1, groups=8, algorithm="direct", n_threads=t) for t in (1, 2, 3, 8)]
+    for other in runs[1:]:
+        assert same_bits(runs[0], other)
 
 
 def test_thread_count_invariance(rng):

@@ -64,7 +64,8 @@ typedef struct dplan {
     const oxo_kernels *ks;
     const oxo_conv2d_geom *g;
     size_t es, lanes, mr, nv;
-    size_t n, c, h, w, f;    /* x (N, C, H, W), F output channels */
+    size_t n, c, h, w, f;    /* x (N, C, H, W), F output channels: per group (C/G, F/G) */
+    size_t groups;           /* G: group q reads channels [q*c, (q+1)*c), writes [q*f, (q+1)*f) */
     size_t taps, cb;         /* KH*KW; channels per block of the micro-kernel */
     const char *wt;          /* weight (F, C*taps) */
     ptrdiff_t rs_w, cs_w;
@@ -182,7 +183,8 @@ static void tail_rows(const dplan *p, size_t b, size_t f, size_t m)
 static void run_unit(const dplan *p, size_t u, char *scratch)
 {
     const size_t per_image = p->f_parts * p->v_parts;
-    const size_t b = u / per_image, r = u % per_image;
+    const size_t slot = u / per_image, r = u % per_image; /* image x group */
+    const size_t b = slot / p->groups, q = slot % p->groups;
     const size_t fr = r / p->v_parts, vr = r % p->v_parts, panels = cdiv(p->f, p->mr);
     const size_t f0 = panels * fr / p->f_parts * p->mr, v0 = p->nvec * vr / p->v_parts;
     const size_t f1 = min_sz(panels * (fr + 1) / p->f_parts * p->mr, p->f);
@@ -212,8 +214,10 @@ static void run_unit(const dplan *p, size_t u, char *scratch)
     t.st_segs = p->segs;
     t.act = p->act;
 
-    const char *src = p->src + (ptrdiff_t)b * p->src_n * (ptrdiff_t)p->es;
-    char *y = p->y + b * p->f * p->plane * p->es;
+    const char *src = p->src + ((ptrdiff_t)b * p->src_n + (ptrdiff_t)(q * p->c) * p->src_c) * (ptrdiff_t)p->es;
+    char *y = p->y + slot * p->f * p->plane * p->es;
+    const char *wq = p->wt + (ptrdiff_t)(q * p->f) * p->rs_w * (ptrdiff_t)p->es;
+    const char *bq = p->bias ? p->bias + q * p->f * p->es : NULL;
     /* the unit's vectors in tiles of at most nv, as even as possible */
     const size_t nvec = v1 - v0, ntiles = cdiv(nvec, p->nv);
     for (size_t k = 0, va = v0; k < ntiles; k++) {
@@ -223,9 +227,9 @@ static void run_unit(const dplan *p, size_t u, char *scratch)
         t.x = src + (ptrdiff_t)(va * p->lanes) * (ptrdiff_t)p->es;
         for (size_t f = f0; f < f1; f += p->mr) {
             t.m = min_sz(p->mr, f1 - f);
-            t.w = p->wt + (ptrdiff_t)f * p->rs_w * (ptrdiff_t)p->es;
+            t.w = wq + (ptrdiff_t)f * p->rs_w * (ptrdiff_t)p->es;
             t.y = y + f * p->plane * p->es;
-            t.bias = p->bias ? p->bias + f * p->es : NULL;
+            t.bias = bq ? bq + f * p->es : NULL;
             p->ks->direct(&t);
             /* the tail's rows while this panel of W is in L2: the panel's turn among the
              * image's parts by pixels, all of them in its only part by pixels otherwise */
@@ -320,7 +324,7 @@ static void phase_copy_thread(void *arg, int tid)
  * blocking tiles so that a weight panel serves several from L2.) */
 static void partition(dplan *p, int *nt)
 {
-    size_t a = (size_t)*nt, bt = p->n;
+    size_t a = (size_t)*nt, bt = p->n * p->groups;
     while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* gcd(nt, N) */
     const size_t parts = (size_t)*nt / a;
     const size_t max_v = cdiv(p->nvec, 2), max_f = cdiv(p->f, p->mr);
@@ -330,7 +334,7 @@ static void partition(dplan *p, int *nt)
         if (cut_pixels) p->v_parts = min_sz(parts, max_v);
         else p->f_parts = min_sz(parts, max_f);
     }
-    p->units = p->n * p->f_parts * p->v_parts;
+    p->units = p->n * p->groups * p->f_parts * p->v_parts;
     if ((size_t)*nt > p->units) *nt = (int)p->units;
 }
 
@@ -731,8 +735,19 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
                            ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                            const void *bias, int act, void *y, int n_threads)
 {
+    return oxo_conv2d_direct_grouped_nchw(dt, x, w, rs_w, cs_w, f, geom, 1, bias, act, y, n_threads);
+}
+
+int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, ptrdiff_t rs_w,
+                                   ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom, size_t groups,
+                                   const void *bias, int act, void *y, int n_threads)
+{
     const oxo_conv2d_geom *g = geom;
     if (x->n == 0 || f == 0 || g->ho == 0 || g->wo == 0) return OXO_OK;
+    if (groups == 0 || x->c % groups || f % groups) return OXO_EINVAL;
+    /* one group's input: what the layout and the kernel see (the copy takes all of x) */
+    oxo_tensor4 xg = *x;
+    xg.c = x->c / groups;
     if (!oxo_conv2d_geom_valid(g)) return OXO_EINVAL;
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
     if (!ks || !ks->direct) return OXO_EINVAL;
@@ -745,7 +760,8 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     p.lanes = ks->lanes;
     p.mr = ks->direct_mr;
     p.nv = ks->direct_nv;
-    p.n = x->n, p.c = x->c, p.h = x->h, p.w = x->w, p.f = f;
+    p.n = x->n, p.c = xg.c, p.h = x->h, p.w = x->w, p.f = f / groups;
+    p.groups = groups;
     p.taps = g->kh * g->kw;
     p.wt = (const char *)w;
     p.rs_w = rs_w, p.cs_w = cs_w;
@@ -756,8 +772,8 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
 
     char *staging = NULL;
     size_t hh, u;
-    const int fv = fv_applies(ks, x, g, f);
-    p.in_place = direct_layout(x, g, p.lanes, fv, &p.pitch, &hh, &u);
+    const int fv = groups == 1 && fv_applies(ks, x, g, f);
+    p.in_place = direct_layout(&xg, g, p.lanes, fv, &p.pitch, &hh, &u);
     p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
     /* the copy's phases, those the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's,
      * and ph.qw[idx[KH + kw]] column kw's */
@@ -792,7 +808,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     }
     p.grid_lanes = g->ho * p.pitch;
     p.nvec = cdiv(p.grid_lanes, p.lanes);
-    if (!fv && dot_tail_lanes(p.grid_lanes, p.lanes) && cs_w == 1 && ks->dot) {
+    if (!fv && groups == 1 && dot_tail_lanes(p.grid_lanes, p.lanes) && cs_w == 1 && ks->dot) {
         const size_t full = p.grid_lanes / p.lanes;
         for (size_t j = full * p.lanes; j < p.grid_lanes; j++) {
             if (j % p.pitch >= g->wo) continue; /* nobody's lane */
@@ -835,7 +851,7 @@ int oxo_conv2d_direct_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w, pt
     }
 
     /* Threads: as many as asked, but none with less than a minimum of work. */
-    const double flops = 2.0 * (double)x->n * (double)f * (double)p.plane * (double)(x->c * p.taps + 1);
+    const double flops = 2.0 * (double)x->n * (double)f * (double)p.plane * (double)(p.c * p.taps + 1);
     int nt = oxo_resolve_threads(n_threads);
     const double cap = flops / OXO_DIRECT_MIN_FLOPS_PER_THREAD;
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;

@@ -81,6 +81,10 @@ cdef extern from "onexone.h" nogil:
                                   ptrdiff_t cs_w, size_t f, const oxo_conv2d_geom *geom,
                                   const void *bias, int act, void *y, int n_threads)
     int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const oxo_conv2d_geom *geom)
+    int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
+                                       ptrdiff_t rs_w, ptrdiff_t cs_w, size_t f,
+                                       const oxo_conv2d_geom *geom, size_t groups, const void *bias,
+                                       int act, void *y, int n_threads)
     int oxo_conv2d_im2col_grouped(oxo_dtype dt, const oxo_tensor4 *x, const void *w,
                                   ptrdiff_t rs_w, ptrdiff_t cs_w, size_t f,
                                   const oxo_conv2d_geom *geom, size_t groups, const void *bias,
@@ -498,9 +502,10 @@ cdef inline void _geom(tuple geom, size_t ho, size_t wo, oxo_conv2d_geom *g):
     g.wo = wo
 
 
-def conv2d_im2col_grouped(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
+def _conv2d_grouped(int direct, cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
                           cnp.ndarray out, int n_threads, size_t groups):
-    """out = act(conv2d(x, w) + bias) with groups, w viewed as (F, C/groups*KH*KW)."""
+    """out = act(conv2d(x, w) + bias) with groups, w viewed as (F, C/groups*KH*KW), by the
+    direct kernel (oxo_conv2d_direct_grouped_nchw) or im2col blocks (oxo_conv2d_im2col_grouped)."""
     cdef oxo_tensor4 tx
     _tensor4(x, &tx)
     cdef oxo_conv2d_geom g
@@ -514,8 +519,24 @@ def conv2d_im2col_grouped(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int ac
     cdef oxo_dtype dt = _dtype_code(x)
     cdef int rc
     with nogil:
-        rc = oxo_conv2d_im2col_grouped(dt, &tx, pw, rs_w, cs_w, f, &g, groups, pb, act, py, n_threads)
+        if direct:
+            rc = oxo_conv2d_direct_grouped_nchw(dt, &tx, pw, rs_w, cs_w, f, &g, groups, pb, act, py, n_threads)
+        else:
+            rc = oxo_conv2d_im2col_grouped(dt, &tx, pw, rs_w, cs_w, f, &g, groups, pb, act, py, n_threads)
     _check(rc)
+
+
+def conv2d_im2col_grouped(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
+                          cnp.ndarray out, int n_threads, size_t groups):
+    """out = act(conv2d(x, w) + bias) with groups by im2col blocks and the GEMM engine."""
+    _conv2d_grouped(0, x, w, bias, geom, act, out, n_threads, groups)
+
+
+def conv2d_direct_grouped_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,
+                               cnp.ndarray out, int n_threads, size_t groups):
+    """out = act(conv2d(x, w) + bias) with groups by the direct kernel, every group and image
+    in one parallel region."""
+    _conv2d_grouped(1, x, w, bias, geom, act, out, n_threads, groups)
     return out
 
 

@@ -201,15 +201,15 @@ def _auto_algorithm(a) -> str:
     """The algorithm "auto" runs for checked conv2d arguments ``a``.
 
     A 1x1 kernel without padding is a 1x1 convolution of the (strided) input: the GEMM engine.
-    Otherwise the direct kernel, unless its grid of output rows would leave most vector lanes
+    Groups (depthwise or not) run the direct kernel. Otherwise the direct kernel, unless its grid of output rows would leave most vector lanes
     idle where the GEMM engine's would not (maps of a few pixels): the measured rule of
     ``oxo_conv2d_prefer_direct`` in ``csrc/conv/conv2d.c``."""
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
     n, f, ho, wo = a.out.shape
     if kh == kw == 1 and ph == pw == 0 and (ho - 1) * sh < a.x.shape[2] and (wo - 1) * sw < a.x.shape[3]:
         return "1x1"
-    if a.groups > 1:  # depthwise (one input channel per group): its own direct kernel
-        return "direct" if a.groups == a.x.shape[1] else "im2col"
+    if a.groups > 1:  # depthwise: its own kernel; other groups: the direct kernel, all in one
+        return "direct"  # region (1.0-3.4x im2col's grouped GEMMs on every shape measured)
     return "direct" if _core.conv2d_prefer_direct(a.x, a.geom, a.out) else "im2col"
 
 
@@ -248,8 +248,10 @@ def conv2d(
     groups : int
         Grouped convolution; ``groups == C`` (and F a multiple of C) is depthwise, which
         "direct" and "auto" run on a depthwise kernel (vectors along each output row, the
-        taps' products in registers). Other groups run on the GEMM engine (im2col blocks, or
-        the 1x1 path) under "auto"; "direct" runs them group by group.
+        taps' products in registers). Other groups run on the direct kernel under "auto"
+        and "direct" (every image and group in one parallel region; a 1x1 kernel without
+        padding on the 1x1 path under "auto"), on im2col blocks and the GEMM engine under
+        "im2col".
     activation : {None, "relu", "relu6"}
         Applied after the bias, in the same pass over the output.
     out : ndarray, optional
@@ -338,14 +340,8 @@ def _conv2d_run(a, algo: str, nt: int) -> None:
         _core.conv2d_im2col_grouped(a.x, a.w, a.bias, a.geom, a.act, a.out, nt, a.groups)
     elif a.groups > 1 and a.groups == a.x.shape[1]:  # depthwise ("direct"): w is (F, KH*KW)
         _core.conv2d_depthwise_nchw(a.x, np.ascontiguousarray(a.w), a.bias, a.geom, a.act, a.out, nt)
-    elif a.groups > 1:  # direct, group by group (each image's group is one contiguous block)
-        cg, fg = a.x.shape[1] // a.groups, a.w.shape[0] // a.groups
-        for n in range(a.x.shape[0]):
-            for q in range(a.groups):
-                rows = slice(q * fg, (q + 1) * fg)
-                bq = None if a.bias is None else a.bias[rows]
-                _core.conv2d_direct_nchw(a.x[n : n + 1, q * cg : (q + 1) * cg], a.w[rows], bq,
-                                         a.geom, a.act, a.out[n : n + 1, rows], nt)
+    elif a.groups > 1:  # direct: every image and group in one parallel region
+        _core.conv2d_direct_grouped_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt, a.groups)
     elif algo == "direct":
         _core.conv2d_direct_nchw(a.x, a.w, a.bias, a.geom, a.act, a.out, nt)
     else:
