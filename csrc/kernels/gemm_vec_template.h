@@ -54,11 +54,15 @@
  * - the flag on every instance (4 copies of the loop): 0.91-0.95x on every layer, where an
  *   in-process toggle in the same build had shown 1.05-1.07x. Code layout moves these loops
  *   by more than the masked load costs.
- * A standalone 8 x 24 ymm loop does lose 7% to the masked load (108 / 116 GFLOP/s). */
+ * A standalone 8 x 24 ymm loop does lose 7% to the masked load (108 / 116 GFLOP/s).
+ * AVX2's masked load (vmaskmovps) costs more than AVX-512's: its float32 set defines
+ * OXO_FULL_TILE_PLAIN, and full tiles then run a copy of the loop with a plain load
+ * (plain = 1; see gemm-avx2.c for what it measured). */
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *a, const ptrdiff_t rs_a, const OXO_T *b,
                     const ptrdiff_t rs_b, const ptrdiff_t cs_a, const size_t k, OXO_M tail,
-                    const int MR, const int NV, const int prefetch, uintptr_t pf, const int prefetch_a)
+                    const int MR, const int NV, const int prefetch, uintptr_t pf, const int prefetch_a,
+                    const int plain)
 {
     /* A's rows as one moving base (two past 8 rows) and fixed byte offsets from it: one
      * pointer to advance per step of k instead of one per row. With a pointer per row GCC ran
@@ -81,7 +85,7 @@ OXO_NAME(gemm_loop)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *a, const p
         OXO_KEEP_MASK(tail);
         OXO_V bv[OXO_TILE_NV];
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) bv[v] = OXO_LOAD(b + v * OXO_L);
-        bv[NV - 1] = OXO_LOADM(tail, b + (NV - 1) * OXO_L);
+        bv[NV - 1] = plain ? OXO_LOAD(b + (NV - 1) * OXO_L) : OXO_LOADM(tail, b + (NV - 1) * OXO_L);
         OXO_UNROLL for (int i = 0; i < MR; i++) {
             const int j = i % 8;
             const char *base = i < 8 ? a0 : a8;
@@ -159,12 +163,20 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
         }
     }
 
-    /* the prefetching and the plain loop are two copies, so the loop tests no flag */
-    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)), 0);
-#if OXO_TILE_MR == 16
-    else if (MR == 16 && (t->flags & OXO_TILE_PREFETCH_A)) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1);
+    /* the prefetching and the plain loop are two copies, so the loop tests no flag; where
+     * the ISA file asks (OXO_FULL_TILE_PLAIN), two more for full tiles, whose last vector of
+     * B is then loaded without its mask */
+#ifdef OXO_FULL_TILE_PLAIN
+    if (t->n == (size_t)NV * OXO_L) {
+        if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)), 0, 1);
+        else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0, 1);
+    } else
 #endif
-    else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0);
+    if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)), 0, 0);
+#if OXO_TILE_MR == 16
+    else if (MR == 16 && (t->flags & OXO_TILE_PREFETCH_A)) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1, 0);
+#endif
+    else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
