@@ -204,6 +204,14 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
         OXO_NAME(gemm_store_strided_c)(acc, c, rs_c, t->cs_c, t->n, MR, NV);
         return;
     }
+#ifdef OXO_FULL_TILE_PLAIN
+    if (t->n == (size_t)NV * OXO_L) { /* and stores it plainly (vmaskmovps: slow on AMD's AVX2 cores) */
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            OXO_UNROLL for (int v = 0; v < NV; v++) OXO_STORE(c + i * rs_c + v * OXO_L, acc[i][v]);
+        }
+        return;
+    }
+#endif
     OXO_UNROLL for (int i = 0; i < MR; i++) {
         OXO_UNROLL for (int v = 0; v < NV - 1; v++) OXO_STORE(c + i * rs_c + v * OXO_L, acc[i][v]);
         OXO_STOREM(c + i * rs_c + (NV - 1) * OXO_L, tail, acc[i][NV - 1]);

@@ -53,7 +53,9 @@ static inline double oxo_hsum_pd_avx2(__m256d v)
  * plainly (gemm_vec_template.h). Intel Xeon under ONEXONE_ISA=avx2, alternating processes,
  * GFLOP/s with the mask -> without: 2 threads r50.c4.reduce 146-147 -> 165-171, r50.c5.reduce
  * 141-147 -> 162-164, r50.c2.expand 150-158 -> 167-170, the other r50 and mv2 layers
- * 1.01-1.11x; 1 thread 0.95-1.11x (mv2.112.proj 0.95-1.06x). Not for float64: 0.86-1.05x. */
+ * 1.01-1.11x; 1 thread 0.95-1.11x (mv2.112.proj 0.95-1.06x). Not for float64: 0.86-1.05x.
+ * Full tiles also store their last vector plainly: 1.00-1.05x here (2 threads, K = 16-1024);
+ * meant for AMD's AVX2 cores, where a masked store is microcoded (not measured there). */
 #define OXO_FULL_TILE_PLAIN 1
 /* ---- f32 ---- */
 #include "../vec_f32x8.h"
