@@ -50,7 +50,7 @@ enum {
     OXO_TILE_ACCUM = 1, /* C += A B instead of C = A B */
     OXO_TILE_FINAL = 2, /* add bias, apply activation */
     OXO_TILE_PREFETCH_B = 4, /* per row p of B read, prefetch NR columns at b + pf_off + p*rs_b */
-    OXO_TILE_PREFETCH_A = 8, /* full tiles of the tall set: fetch the next MR rows of A (a hint) */
+    OXO_TILE_PREFETCH_A = 8, /* 16-row tiles of the tall set: fetch the next 16 rows of A (a hint) */
 };
 enum { OXO_BIAS_NONE = 0, OXO_BIAS_ROW = 1, OXO_BIAS_COL = 2 };
 

@@ -86,6 +86,26 @@ def test_grouped_forward_strided_input(rng):
         np.testing.assert_array_equal(onexone.conv2d(x, weight, bias, padding=1, groups=3, algorithm=algorithm), want)
 
 
+def test_grouped_forward_never_on_the_channel_kernel(isa, rng):
+    # the channel-vectorized direct kernel has no groups: forced on every direct call, a
+    # grouped call still runs (and counts) none, and matches the reference
+    from onexone import _core
+
+    x = rng.integers(-3, 4, (1, 64, 16, 16)).astype(np.float32)
+    weight = rng.integers(-2, 3, (64, 32, 3, 3)).astype(np.float32)
+    want = reference.conv2d_naive(x, weight, None, padding=1, groups=2)
+    _core._allow_direct_fv(2)
+    try:
+        before = _core._direct_fv_runs()
+        got = onexone.conv2d(x, weight, padding=1, groups=2)
+        assert _core._direct_fv_runs() == before
+        onexone.conv2d(x[:, :32], weight[:32], padding=1)  # without groups it does run
+        assert _core._direct_fv_runs() == before + (isa == "avx512")
+    finally:
+        _core._allow_direct_fv(1)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_grouped_forward_thread_count_invariance(rng):
     x = rng.standard_normal((2, 64, 15, 13)).astype(np.float32)
     weight = rng.standard_normal((96, 8, 3, 3)).astype(np.float32)

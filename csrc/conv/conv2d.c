@@ -67,11 +67,11 @@ typedef struct dplan {
     size_t n, c, h, w, f;    /* x (N, C, H, W), F output channels: per group (C/G, F/G) */
     size_t groups;           /* G: group q reads channels [q*c, (q+1)*c), writes [q*f, (q+1)*f) */
     size_t taps, cb;         /* KH*KW; channels per block of the micro-kernel */
-    const char *wt;          /* weight (F, C*taps) */
+    const char *wt;          /* weight (G*f, c*taps) */
     ptrdiff_t rs_w, cs_w;
     const char *bias;
     int act;
-    char *y;                 /* (N, F, Ho*Wo) */
+    char *y;                 /* (N, G*f, Ho*Wo) */
     size_t plane;            /* Ho*Wo */
     /* where the micro-kernel reads: the input itself or its padded phase-split copy */
     int in_place;
@@ -179,7 +179,7 @@ static void tail_rows(const dplan *p, size_t b, size_t f, size_t m)
     }
 }
 
-/* One unit: image b, output channels [f0, f1), grid vectors [v0, v1). */
+/* One unit: image b, group q, the group's output channels [f0, f1), grid vectors [v0, v1). */
 static void run_unit(const dplan *p, size_t u, char *scratch)
 {
     const size_t per_image = p->f_parts * p->v_parts;
@@ -325,7 +325,7 @@ static void phase_copy_thread(void *arg, int tid)
 static void partition(dplan *p, int *nt)
 {
     size_t a = (size_t)*nt, bt = p->n * p->groups;
-    while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* gcd(nt, N) */
+    while (bt) { const size_t r = a % bt; a = bt; bt = r; } /* gcd(nt, N*G) */
     const size_t parts = (size_t)*nt / a;
     const size_t max_v = cdiv(p->nvec, 2), max_f = cdiv(p->f, p->mr);
     p->f_parts = p->v_parts = 1;
@@ -709,7 +709,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
      * r50.c5.3x3's samples went from 17.5% to 15.7%: it is bound by its shuffles and row
      * loads more than by DRAM. Not kept: a transpose building 128-bit lanes with broadcast
      * loads (32 shuffles instead of 64 per 16 x 16): the same share, 0.99-1.01x. */
-    r.prefetch_next = r.pack_in_unit && r.by_rows && p->rs_w == (ptrdiff_t)r.k &&
+    r.prefetch_next = r.pack_in_unit && r.by_rows && p->rs_w == (ptrdiff_t)r.k && r.units >= 2 * (size_t)nt &&
                       2.0 * (double)(r.k * r.block * p->es) + (double)(p->c * (size_t)p->src_c * p->es) <= (double)oxo_l2_bytes();
     /* the packed weights: every block's, or one block (and its bias) a thread */
     const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks;

@@ -344,7 +344,7 @@ static void run_block_full_k(const plan *pl, size_t s, size_t i0, size_t i1, siz
     if (ntail) pl->packer(pl->pack_ctx, image, 0, g->K, pl->n_main, ntail, tpack, pl->tail_ld, 1);
     for (size_t i = i0; i < i1; i += pl->mr) {
         t.k = g->K;
-        t.flags = accum | OXO_TILE_FINAL;
+        t.flags = accum | OXO_TILE_FINAL | (pl->prefetch_a ? OXO_TILE_PREFETCH_A : 0);
         for (size_t j = j0; j < j1; j += pl->nr) run_tile(pl, &t, A, B, o.C, o.bias, i, i1, j, j0, j1);
         t.m = i1 - i < pl->mr ? i1 - i : pl->mr;
         for (size_t p0 = 0; ntail && p0 < g->K; p0 += pl->kc) {
@@ -677,8 +677,8 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 0.96-1.00x.) */
     pl.write_prefetch = !l2_2mib();
 
-    /* The tall set's full tiles fetch the next tile's 16 rows of A on the way (one line per
-     * step of k, gemm_loop) where a thread's share of A and C is more than one core's L2, so
+    /* The tall set's 16-row tiles fetch the next tile's 16 rows of A on the way (one line per
+     * step of k, gemm_loop; not the tiles that prefetch B instead) where a thread's share of A and C is more than one core's L2, so
      * that A comes from L3 or DRAM: that set's tile reads 16 new rows of A for every 16 x 16
      * of C and does little work per row. Intel core (2 MiB of L2), alternating processes,
      * GFLOP/s without -> with: 1 thread, batch 1, NHWC mv2.112.proj (32->16 at 112x112)

@@ -16,7 +16,8 @@
  * loaded, each of the m rows' A[i, p] is broadcast, and m*OXO_NV FMAs update the
  * accumulators. Tile: C is m x n with m <= OXO_MR, n <= OXO_NV*OXO_L, vectorized along n.
  * Edge policy: the last vector of B and C is loaded and stored under a lane mask, so an
- * edge tile touches exactly its m x n elements; m < OXO_MR runs a kernel compiled for that m.
+ * edge tile touches exactly its m x n elements (full tiles too, unless the ISA file defines
+ * OXO_FULL_TILE_PLAIN); m < OXO_MR runs a kernel compiled for that m.
  *
  * dot kernel: C[i, j] = sum_p A[i, p] Bt[j, p], vectorized along p with a masked tail,
  * reduced across lanes once at the end.

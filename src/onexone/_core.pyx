@@ -530,6 +530,7 @@ def conv2d_im2col_grouped(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int ac
                           cnp.ndarray out, int n_threads, size_t groups):
     """out = act(conv2d(x, w) + bias) with groups by im2col blocks and the GEMM engine."""
     _conv2d_grouped(0, x, w, bias, geom, act, out, n_threads, groups)
+    return out
 
 
 def conv2d_direct_grouped_nchw(cnp.ndarray x, cnp.ndarray w, bias, tuple geom, int act,

@@ -201,9 +201,10 @@ def _auto_algorithm(a) -> str:
     """The algorithm "auto" runs for checked conv2d arguments ``a``.
 
     A 1x1 kernel without padding is a 1x1 convolution of the (strided) input: the GEMM engine.
-    Groups (depthwise or not) run the direct kernel. Otherwise the direct kernel, unless its grid of output rows would leave most vector lanes
-    idle where the GEMM engine's would not (maps of a few pixels): the measured rule of
-    ``oxo_conv2d_prefer_direct`` in ``csrc/conv/conv2d.c``."""
+    Groups (depthwise or not) run the direct kernel. Otherwise the direct kernel, unless its
+    grid of output rows would leave most vector lanes idle where the GEMM engine's would not
+    (maps of a few pixels): the measured rule of ``oxo_conv2d_prefer_direct`` in
+    ``csrc/conv/conv2d.c``."""
     kh, kw, sh, sw, ph, pw, dh, dw = a.geom
     n, f, ho, wo = a.out.shape
     if kh == kw == 1 and ph == pw == 0 and (ho - 1) * sh < a.x.shape[2] and (wo - 1) * sw < a.x.shape[3]:
@@ -260,10 +261,11 @@ def conv2d(
     algorithm : {"auto", "direct", "im2col"}
         "direct": the direct kernel (no im2col matrix; register tiles of output channels x
         output pixels; on AVX-512, large layers run a second kernel vectorized along output
-        channels on a zero-padded copy of x). "im2col": the GEMM engine on blocks of the
-        implicit im2col matrix.
-        "auto": the 1x1 GEMM path for 1x1 kernels without padding, else the faster of the two
-        for the shape. All return the same numbers within rounding.
+        channels on a zero-padded copy of x, without groups). "im2col": the GEMM engine on
+        blocks of the implicit im2col matrix.
+        "auto": the 1x1 GEMM path for 1x1 kernels without padding, else "direct" with
+        groups, else the faster of the two for the shape (a measured rule). All return the
+        same numbers within rounding.
     n_threads : int, optional
         Threads to use: None for :func:`onexone.get_num_threads`, a positive count, or a
         negative one counting back from all cores (-1 = all).
