@@ -688,7 +688,13 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 0.94-0.98x), and for the 8-row sets' tiles (batch 8, 2 threads, NCHW and NHWC r50.c2.reduce,
      * r50.c4.reduce, mv2.56.*: 0.85-1.02x). */
     const double ac_bytes = (double)slot_count(&pl) * (double)g->M * ((double)g->K + (double)g->N) * (double)pl.es;
-    pl.prefetch_a = tall && g->cs_a == 1 && ac_bytes > (double)nt * (double)oxo_l2_bytes();
+    /* The lines fetched at step k are read a tile's K steps later: 16 rows x K of them must
+     * wait in L1, so not for K-blocks over 512 (run_block_full_k's whole K): NHWC 1024->16
+     * at 28x28 and 2048->16 at 14x14, 1 thread, 0.89-1.00x with it (noisy), 512->16 at
+     * 56x56 (K 512) 1.11-1.24x in each of 5 pairs. */
+    const size_t k_tile = pl.full_k ? g->K : min_size(g->K, pl.kc);
+    pl.prefetch_a = tall && g->cs_a == 1 && ac_bytes > (double)nt * (double)oxo_l2_bytes() &&
+                    16 * k_tile * pl.es <= (32u << 10);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
