@@ -155,8 +155,6 @@ typedef struct oxo_direct_fv_tile {
     int act;
     void *y;              /* output channel 0, pixel 0 */
     ptrdiff_t rs_y;
-    uintptr_t pf;         /* pf_lines cache lines from here are fetched towards L2 on the way, */
-    size_t pf_lines;      /* one per (channel, run) step (a hint: never faults) */
 } oxo_direct_fv_tile;
 
 typedef void (*oxo_direct_fv_ukernel)(const oxo_direct_fv_tile *t);

@@ -497,7 +497,6 @@ typedef struct fvrun {
     int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
     int pack_in_unit;         /* each unit is a whole block: it packs its weights first */
-    int prefetch_next;        /* and its tiles fetch the raw W of its thread's next unit */
     atomic_size_t next_pack, next;
 } fvrun;
 
@@ -586,7 +585,7 @@ static void fv_pack_thread(void *arg, int tid)
 }
 
 /* Unit u: image b, block j, output rows [h0, h1). */
-static void fv_unit(const fvrun *r, size_t u, size_t un, int tid)
+static void fv_unit(const fvrun *r, size_t u, int tid)
 {
     const dplan *p = r->p;
     const oxo_conv2d_geom *g = p->g;
@@ -602,21 +601,12 @@ static void fv_unit(const fvrun *r, size_t u, size_t un, int tid)
         .w = fv_wblock(r, j, tid), .cs_x = p->src_c, .run_off = r->run_off,
         .bias = fv_bblock(r, j, tid), .act = p->act, .rs_y = (ptrdiff_t)p->plane,
     };
-    size_t pf_per_tile = 0;
-    if (r->prefetch_next && un < r->units) {
-        const size_t jn = un / r->r_parts % r->blocks, f0 = jn * r->block;
-        const size_t bytes = min_sz(r->block, p->f - f0) * r->k * es;
-        t.pf = (uintptr_t)(p->wt + (ptrdiff_t)f0 * p->rs_w * (ptrdiff_t)es);
-        pf_per_tile = cdiv(cdiv(bytes, 64), (h1 - h0) * cdiv(g->wo, np));
-    }
     for (size_t ho = h0; ho < h1; ho++) {
         for (size_t wo = 0; wo < g->wo; wo += np) {
             t.np = min_sz(np, g->wo - wo);
-            t.pf_lines = pf_per_tile;
             t.x = p->src + ((ptrdiff_t)b * p->src_n + (ptrdiff_t)(ho * p->pitch + wo)) * (ptrdiff_t)es;
             t.y = p->y + ((b * p->f + j * r->block) * p->plane + ho * g->wo + wo) * es;
             p->ks->direct_fv(&t);
-            t.pf += pf_per_tile * 64;
         }
     }
 }
@@ -624,13 +614,10 @@ static void fv_unit(const fvrun *r, size_t u, size_t un, int tid)
 static void fv_thread(void *arg, int tid)
 {
     fvrun *r = (fvrun *)arg;
-    size_t u = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
-    while (u < r->units) {
-        /* with prefetch_next the thread's next unit is claimed now, so its block of W can be
-         * fetched while this one runs */
-        const size_t un = r->prefetch_next ? atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed) : r->units;
-        fv_unit(r, u, un, tid);
-        u = r->prefetch_next ? un : atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+    for (;;) {
+        const size_t u = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+        if (u >= r->units) break;
+        fv_unit(r, u, tid);
     }
 }
 
@@ -700,17 +687,12 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
      * 1.02x, incep3a.3x3 1.02x / 1.01x, 128->128, 160->160 and 192->192 at 14x14 1.05-1.08x
      * / 1.05-1.10x against the pass. */
     r.pack_in_unit = p->n == 1 && r.r_parts == 1;
-    /* and fetches, on the way through its tiles, the W rows of the unit it claimed next
-     * (fv_thread), where that block lies in one stretch of W and two packed blocks and the
-     * input copy fit in one core's L2 (the raw block waits there while this one runs).
-     * Intel core (2 MiB of L2), 2 threads, alternating processes, GFLOP/s without -> with:
-     * r50.c5.3x3 (590 KiB a block, 16 blocks) 195-220 -> 212-224 (1.02-1.11x in each pair),
-     * r50.c4.3x3 253-258 -> 254-269 (1.00-1.04x); 1 thread 1.01x. The packing's share of
-     * r50.c5.3x3's samples went from 17.5% to 15.7%: it is bound by its shuffles and row
-     * loads more than by DRAM. Not kept: a transpose building 128-bit lanes with broadcast
-     * loads (32 shuffles instead of 64 per 16 x 16): the same share, 0.99-1.01x. */
-    r.prefetch_next = r.pack_in_unit && r.by_rows && p->rs_w == (ptrdiff_t)r.k && r.units >= 2 * (size_t)nt &&
-                      2.0 * (double)(r.k * r.block * p->es) + (double)(p->c * (size_t)p->src_c * p->es) <= (double)oxo_l2_bytes();
+    /* Not kept: each thread claiming its next unit ahead, and the tiles fetching that unit's
+     * raw W into L2 on the way (a prefetch per (channel, run) step in the kernel's loop,
+     * behind a count). Measured against the same build with the count at 0 it gave
+     * r50.c5.3x3 1.02-1.11x, but against the build before it (alternating processes, 2
+     * threads) the kernel's changed loop cost r50.c2.3x3 0.77-0.88x, c3 0.78-0.85x, c4
+     * 0.84-0.89x, incep3a.3x3 0.79-0.84x. */
     /* the packed weights: every block's, or one block (and its bias) a thread */
     const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks;
     if (r.k && slots > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;

@@ -32,8 +32,6 @@ OXO_NAME(direct_fv_tile)(const oxo_direct_fv_tile *t, const int NP, const int R)
     const ptrdiff_t cs_x = t->cs_x;
     const ptrdiff_t *run_off = t->run_off;
     const size_t C = t->c, runs = t->runs;
-    uintptr_t pf = t->pf;
-    size_t pf_left = t->pf_lines;
 
     OXO_V acc[OXO_FV_NP][OXO_FV_NV];
     OXO_UNROLL for (int p = 0; p < NP; p++) {
@@ -43,11 +41,6 @@ OXO_NAME(direct_fv_tile)(const oxo_direct_fv_tile *t, const int NP, const int R)
         const OXO_T *xc = x + (ptrdiff_t)c * cs_x;
         for (size_t r = 0; r < runs; r++) {
             const OXO_T *xr = xc + run_off[r];
-            if (pf_left) {
-                __builtin_prefetch((const void *)pf, 0, 2);
-                pf += 64;
-                pf_left--;
-            }
             OXO_V wv[7][OXO_FV_NV];
             OXO_UNROLL for (int k = 0; k < R; k++) {
                 OXO_UNROLL for (int v = 0; v < OXO_FV_NV; v++) wv[k][v] = OXO_LOADA(w + (k * OXO_FV_NV + v) * OXO_L);
