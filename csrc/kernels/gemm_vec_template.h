@@ -141,7 +141,7 @@ OXO_NAME(gemm_store_strided_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], OXO_T *c, co
 }
 
 static inline __attribute__((always_inline)) void
-OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
+OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV, const int prefetch_a)
 {
     const OXO_T *a = (const OXO_T *)t->a;
     const OXO_T *b = (const OXO_T *)t->b;
@@ -174,9 +174,7 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
     } else
 #endif
     if (t->flags & OXO_TILE_PREFETCH_B) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 1, (uintptr_t)b + (uintptr_t)(t->pf_off * (ptrdiff_t)sizeof(OXO_T)), 0, 0);
-#if OXO_TILE_MR == 16
-    else if (MR == 16 && (t->flags & OXO_TILE_PREFETCH_A)) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1, 0);
-#endif
+    else if (prefetch_a) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1, 0);
     else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0, 0);
 
     if (t->flags & OXO_TILE_FINAL) {
@@ -265,16 +263,28 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV)
 #endif
 
 #define OXO_INST_(M, NV) \
-    static __attribute__((noinline)) void OXO_NAME(gemm_##M##x##NV)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, M, NV); }
+    static __attribute__((noinline)) void OXO_NAME(gemm_##M##x##NV)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, M, NV, 0); }
 #define OXO_CASE_(M, NV) case (M) * 8 + (NV): OXO_NAME(gemm_##M##x##NV)(t); break;
 
 OXO_INSTANCES_(OXO_INST_)
+#if OXO_TILE_MR == 16 && OXO_TILE_NV == 1
+/* the tall set's full tiles with OXO_TILE_PREFETCH_A: an instance of their own, so that the
+ * 16 x 1 loop without it keeps its registers (with both in one function GCC gave the plain
+ * loop a stack operand: NHWC 96->16 at 56x56 0.84-0.93x) */
+static __attribute__((noinline)) void OXO_NAME(gemm_16x1_pfa)(const oxo_tile *t) { OXO_NAME(gemm_tile)(t, 16, 1, 1); }
+#endif
 
 void OXO_NAME(gemm)(const oxo_tile *t)
 {
     if (t->m == 0 || t->n == 0) return;
     const size_t nv = (t->n + OXO_L - 1) / OXO_L;
     if (t->m > OXO_TILE_MR || nv > OXO_TILE_NV) return; /* no such instance */
+#if OXO_TILE_MR == 16 && OXO_TILE_NV == 1
+    if (t->m == 16 && (t->flags & OXO_TILE_PREFETCH_A) && !(t->flags & OXO_TILE_PREFETCH_B)) {
+        OXO_NAME(gemm_16x1_pfa)(t);
+        return;
+    }
+#endif
     switch ((int)t->m * 8 + (int)nv) {
     OXO_INSTANCES_(OXO_CASE_)
     default: break;
