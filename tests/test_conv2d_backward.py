@@ -86,23 +86,33 @@ def test_grouped_forward_strided_input(rng):
         np.testing.assert_array_equal(onexone.conv2d(x, weight, bias, padding=1, groups=3, algorithm=algorithm), want)
 
 
-def test_grouped_forward_never_on_the_channel_kernel(isa, rng):
-    # the channel-vectorized direct kernel has no groups: forced on every direct call, a
-    # grouped call still runs (and counts) none, and matches the reference
+@pytest.mark.parametrize(
+    "n,c,f,groups,kw",
+    [
+        (1, 64, 64, 2, dict(padding=1)),  # 32 filters a group: one full block each
+        (2, 12, 96, 3, dict(padding=1)),  # 32 a group, 4 channels a group, two images
+        (1, 48, 80, 2, dict(padding=2, dilation=2)),  # 40 a group: a full and a part block
+        (1, 32, 64, 4, dict(stride=2, padding=1)),  # 16 a group: less than a block
+    ],
+)
+def test_grouped_forward_on_the_channel_kernel(isa, rng, dtype, n, c, f, groups, kw):
+    # the channel-vectorized (fv) direct kernel forced on every direct call: grouped calls
+    # run on it (where the ISA has it) and match the exact reference group by group
     from onexone import _core
 
-    x = rng.integers(-3, 4, (1, 64, 16, 16)).astype(np.float32)
-    weight = rng.integers(-2, 3, (64, 32, 3, 3)).astype(np.float32)
-    want = reference.conv2d_naive(x, weight, None, padding=1, groups=2)
+    x = rng.integers(-3, 4, (n, c, 13, 17)).astype(dtype)
+    weight = rng.integers(-2, 3, (f, c // groups, 3, 3)).astype(dtype)
+    bias = rng.integers(-4, 5, f).astype(dtype)
+    want = np.maximum(reference.conv2d_naive(x, weight, bias, groups=groups, **kw), 0)
     _core._allow_direct_fv(2)
     try:
         before = _core._direct_fv_runs()
-        got = onexone.conv2d(x, weight, padding=1, groups=2)
-        assert _core._direct_fv_runs() == before
-        onexone.conv2d(x[:, :32], weight[:32], padding=1)  # without groups it does run
-        assert _core._direct_fv_runs() == before + (isa == "avx512")
+        got = onexone.conv2d(x, weight, bias, groups=groups, activation="relu", algorithm="direct", **kw)
+        runs = _core._direct_fv_runs() - before
     finally:
         _core._allow_direct_fv(1)
+    assert runs == (isa == "avx512")
+    assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)
 
 

@@ -22,7 +22,8 @@
  * lanes past whole vectors leaves those pixels to dot products (see tail_gather).
  * On an ISA with a second direct kernel, vectorized along output channels
  * (csrc/kernels/direct_fv_template.h, AVX-512), large layers run that one instead, always
- * on the padded copy (see "the kernel vectorized along output channels" below).
+ * on the padded copy (see "the kernel vectorized along output channels" below); grouped
+ * layers too, where each group has at least a block (32) of output channels.
  *
  * Threads: the work is cut into units (image, rows of F, range of grid vectors), taken by
  * the pool's threads one by one; an output element is computed by exactly one unit with a
@@ -469,13 +470,18 @@ int oxo_conv2d_fv_width_ok(void)
     return k32 != NULL && k32->direct_fv != NULL && oxo_probe_full_width(k32);
 }
 
-static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t f)
+/* x and f: one group's (x->c and f per group), `groups` of them */
+static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_conv2d_geom *g, size_t f, size_t groups)
 {
     const int mode = atomic_load_explicit(&allow_fv, memory_order_relaxed);
     if (!ks->direct_fv || (mode != 1 && mode != 3)) return ks->direct_fv && mode == 2;
     if (mode == 1 && !oxo_conv2d_fv_width_ok()) return 0;
     const size_t block = ks->direct_fv_nv * ks->lanes;
-    const double pixels = (double)x->n * (double)(g->ho * g->wo), weights = (double)f * (double)(x->c * g->kh * g->kw);
+    /* groups of fewer filters than a block: the pixel kernel (C = F = 16 at 56x56, 4 images
+     * standing in for 4 groups: 0.68x on this kernel; 32 filters: 1.17-1.39x) */
+    if (groups > 1 && f < block) return 0;
+    const double pixels = (double)x->n * (double)groups * (double)(g->ho * g->wo);
+    const double weights = (double)f * (double)(x->c * g->kh * g->kw);
     const double flops = 2.0 * pixels * weights, wbytes = weights * 64.0 / (double)ks->lanes; /* zmm */
     if (flops < OXO_FV_MIN_FLOPS || g->wo < ks->direct_fv_np || 2 * f < cdiv(f, block) * block) return 0;
     if (pixels >= OXO_FV_MIN_PIXELS * (wbytes > OXO_FV_W_BYTES ? wbytes / OXO_FV_W_BYTES : 1.0)) return 1;
@@ -488,7 +494,8 @@ static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_con
 
 typedef struct fvrun {
     const dplan *p;
-    size_t block, blocks, k;  /* channels per block, blocks of F, C*taps */
+    size_t block, blocks, k;  /* channels per block, blocks of a group's F, a group's C*taps */
+    size_t gblocks;           /* blocks of all groups: block J is block J % blocks of group J / blocks */
     size_t runs, run;         /* the taps in runs of `run` consecutive columns */
     const size_t *order;      /* [taps]: the taps (kh*KW + kw) in run order */
     const ptrdiff_t *run_off; /* [runs]: the input offset of each run's first tap */
@@ -509,6 +516,14 @@ enum { OXO_FV_PACK_C = 16, OXO_FV_UNITS_PER_THREAD = 2 };
  * place, r50.c4.3x3's 2.4 MB, took the lines from L3 on every call). */
 static size_t fv_slot(const fvrun *r, size_t j, int tid) { return r->pack_in_unit ? (size_t)tid : j; }
 
+/* Block J's first output channel (of all F) and its number of channels. */
+static size_t fv_first_row(const fvrun *r, size_t J, size_t *nf)
+{
+    const size_t j = J % r->blocks;
+    *nf = min_sz(r->block, r->p->f - j * r->block);
+    return J / r->blocks * r->p->f + j * r->block;
+}
+
 static char *fv_wblock(const fvrun *r, size_t j, int tid)
 {
     return r->wp + fv_slot(r, j, tid) * r->k * r->block * r->p->es;
@@ -525,7 +540,8 @@ static char *fv_bblock(const fvrun *r, size_t j, int tid)
         const dplan *p = r->p;                                                                  \
         const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C), j = u / cchunks;                      \
         const size_t c0 = u % cchunks * OXO_FV_PACK_C, c1 = min_sz(c0 + OXO_FV_PACK_C, p->c);   \
-        const size_t f0 = j * r->block, nf = min_sz(r->block, p->f - f0);                       \
+        size_t nf;                                                                              \
+        const size_t f0 = fv_first_row(r, j, &nf);                                              \
         const T *w = (const T *)p->wt + (ptrdiff_t)f0 * p->rs_w;                                \
         T *dst = (T *)fv_wblock(r, j, tid) + c0 * p->taps * r->block;                           \
         for (size_t c = c0; c < c1; c++) {                                                      \
@@ -552,7 +568,8 @@ static void fv_pack_by_rows(const fvrun *r, size_t u, int tid)
     const dplan *p = r->p;
     const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C), j = u / cchunks, lanes = p->lanes, es = p->es;
     const size_t c0 = u % cchunks * OXO_FV_PACK_C, c1 = min_sz(c0 + OXO_FV_PACK_C, p->c);
-    const size_t f0 = j * r->block, nf = min_sz(r->block, p->f - f0), k0 = c0 * p->taps;
+    size_t nf;
+    const size_t f0 = fv_first_row(r, j, &nf), k0 = c0 * p->taps;
     for (size_t v = 0; v * lanes < r->block; v++) {
         const size_t rows = nf > v * lanes ? min_sz(nf - v * lanes, lanes) : 0;
         const char *src = (const char *)p->wt + (rows ? ((ptrdiff_t)(f0 + v * lanes) * p->rs_w + (ptrdiff_t)k0) * (ptrdiff_t)es : 0);
@@ -576,7 +593,7 @@ static void fv_pack(const fvrun *r, size_t u, int tid)
 static void fv_pack_thread(void *arg, int tid)
 {
     fvrun *r = (fvrun *)arg;
-    const size_t units = r->blocks * cdiv(r->p->c, OXO_FV_PACK_C);
+    const size_t units = r->gblocks * cdiv(r->p->c, OXO_FV_PACK_C);
     for (;;) {
         const size_t u = atomic_fetch_add_explicit(&r->next_pack, 1, memory_order_relaxed);
         if (u >= units) break;
@@ -584,12 +601,14 @@ static void fv_pack_thread(void *arg, int tid)
     }
 }
 
-/* Unit u: image b, block j, output rows [h0, h1). */
+/* Unit u: image b, block j (of all groups' blocks), output rows [h0, h1). */
 static void fv_unit(const fvrun *r, size_t u, int tid)
 {
     const dplan *p = r->p;
     const oxo_conv2d_geom *g = p->g;
-    const size_t b = u / (r->blocks * r->r_parts), j = u / r->r_parts % r->blocks, rr = u % r->r_parts;
+    const size_t b = u / (r->gblocks * r->r_parts), j = u / r->r_parts % r->gblocks, rr = u % r->r_parts;
+    size_t nf;
+    const size_t f0 = fv_first_row(r, j, &nf), q = j / r->blocks;
     const size_t h0 = g->ho * rr / r->r_parts, h1 = g->ho * (rr + 1) / r->r_parts;
     const size_t es = p->es, np = p->ks->direct_fv_np;
     if (r->pack_in_unit) {
@@ -597,15 +616,15 @@ static void fv_unit(const fvrun *r, size_t u, int tid)
         for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc, tid);
     }
     oxo_direct_fv_tile t = {
-        .m = min_sz(r->block, p->f - j * r->block), .c = p->c, .runs = r->runs, .run = r->run,
+        .m = nf, .c = p->c, .runs = r->runs, .run = r->run,
         .w = fv_wblock(r, j, tid), .cs_x = p->src_c, .run_off = r->run_off,
         .bias = fv_bblock(r, j, tid), .act = p->act, .rs_y = (ptrdiff_t)p->plane,
     };
     for (size_t ho = h0; ho < h1; ho++) {
         for (size_t wo = 0; wo < g->wo; wo += np) {
             t.np = min_sz(np, g->wo - wo);
-            t.x = p->src + ((ptrdiff_t)b * p->src_n + (ptrdiff_t)(ho * p->pitch + wo)) * (ptrdiff_t)es;
-            t.y = p->y + ((b * p->f + j * r->block) * p->plane + ho * g->wo + wo) * es;
+            t.x = p->src + ((ptrdiff_t)b * p->src_n + (ptrdiff_t)(q * p->c) * p->src_c + (ptrdiff_t)(ho * p->pitch + wo)) * (ptrdiff_t)es;
+            t.y = p->y + ((b * p->groups * p->f + f0) * p->plane + ho * g->wo + wo) * es;
             p->ks->direct_fv(&t);
         }
     }
@@ -665,6 +684,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     r.run_off = run_off;
     r.block = p->ks->direct_fv_nv * p->lanes;
     r.blocks = cdiv(p->f, r.block);
+    r.gblocks = p->groups * r.blocks;
     r.k = p->c * p->taps;
     r.by_rows = p->ks->transpose_rows && p->cs_w == 1;
     for (size_t s = 0; s < p->taps && r.by_rows; s++) r.by_rows = order[s] == s;
@@ -672,7 +692,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
      * dynamically (a worker that wakes late leaves its share to the others). 2 a thread
      * against 4, alternating calls, 2 threads: r50.c3.3x3 1.05-1.08x, incep3a.3x3 1.05x,
      * r50.c2.3x3 1.01-1.03x, the stem 1.00x; 8 a thread: 0.92-1.05x. */
-    const size_t want = (size_t)nt * OXO_FV_UNITS_PER_THREAD, have = p->n * r.blocks;
+    const size_t want = (size_t)nt * OXO_FV_UNITS_PER_THREAD, have = p->n * r.gblocks;
     r.r_parts = nt > 1 && have < want ? min_sz(cdiv(want, have), p->g->ho) : 1;
     r.units = have * r.r_parts;
     /* Where every unit is a whole block (one image, no row parts), the unit packs its
@@ -694,7 +714,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
      * threads) the kernel's changed loop cost r50.c2.3x3 0.77-0.88x, c3 0.78-0.85x, c4
      * 0.84-0.89x, incep3a.3x3 0.79-0.84x. */
     /* the packed weights: every block's, or one block (and its bias) a thread */
-    const size_t slots = r.pack_in_unit ? (size_t)nt : r.blocks;
+    const size_t slots = r.pack_in_unit ? (size_t)nt : r.gblocks;
     if (r.k && slots > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;
     r.wp = oxo_scratch_alloc(slots * (r.k + (p->bias ? 1 : 0)) * r.block * p->es);
     if (!r.wp) return OXO_ENOMEM;
@@ -703,7 +723,7 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const
     /* all threads, even for a few units: a worker left idle now falls asleep, and on some
      * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
      * as on one in half the calls) */
-    const size_t pack_units = r.blocks * cdiv(p->c, OXO_FV_PACK_C);
+    const size_t pack_units = r.gblocks * cdiv(p->c, OXO_FV_PACK_C);
     if (!r.pack_in_unit) oxo_parallel(pack_units < (size_t)nt ? (int)pack_units : nt, fv_pack_thread, &r);
 
     atomic_init(&r.next, 0);
@@ -754,7 +774,7 @@ int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const voi
 
     char *staging = NULL;
     size_t hh, u;
-    const int fv = groups == 1 && fv_applies(ks, x, g, f);
+    const int fv = fv_applies(ks, &xg, g, f / groups, groups);
     p.in_place = direct_layout(&xg, g, p.lanes, fv, &p.pitch, &hh, &u);
     p.taps_inner = !p.in_place && p.taps >= OXO_DIRECT_MIN_TAPS_INNER;
     /* the copy's phases, those the taps read (see phase_copy): ph.qh[idx[kh]] is row kh's,
@@ -922,7 +942,7 @@ int oxo_conv2d_prefer_direct(oxo_dtype dt, const oxo_tensor4 *x, size_t f, const
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), dt);
     if (!ks || !ks->direct || g->ho == 0 || g->wo == 0) return 1;
     const size_t lanes = ks->lanes, pixels = g->ho * g->wo;
-    if (fv_applies(ks, x, g, f)) { /* lanes used: of its blocks of channels, of its rows' tiles */
+    if (fv_applies(ks, x, g, f, 1)) { /* lanes used: of its blocks of channels, of its rows' tiles */
         const size_t block = ks->direct_fv_nv * lanes, np = ks->direct_fv_np;
         const double used = (double)f / (double)(cdiv(f, block) * block) *
                             (double)g->wo / (double)(cdiv(g->wo, np) * np);
