@@ -142,11 +142,13 @@ typedef void (*oxo_direct_ukernel)(const oxo_direct_tile *t);
  * for np pixels p (consecutive in one output row) and the first m output channels i of a
  * block of direct_fv_nv vectors of `lanes` channels; W is packed for the block as
  * [c][r][k][direct_fv_nv * lanes], 64-byte aligned and zero past F, and bias likewise (or
- * NULL). run is 1, 2, 3, 5 or 7. One FMA chain per element in the order (c, r, k), then the
- * bias. */
+ * NULL). run is 1, 2, 3, 5 or 7 with run2 = 0, or (run, run2) is (2, 1), (3, 2) or (4, 3):
+ * runs r alternate between run and run2 taps (odd kernels at stride 2: a kernel row's even
+ * and odd columns). One FMA chain per element in the order (c, r, k), then the bias. */
 typedef struct oxo_direct_fv_tile {
     size_t np, m;         /* pixels <= direct_fv_np; output channels stored */
     size_t c, runs, run;
+    size_t run2;          /* 0, or runs alternate between `run` and `run2` taps (even runs) */
     const void *w;        /* the block's packed weights */
     const void *x;        /* pixel 0 at channel 0 (run offsets are relative) */
     ptrdiff_t cs_x;

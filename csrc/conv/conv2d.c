@@ -496,7 +496,8 @@ typedef struct fvrun {
     const dplan *p;
     size_t block, blocks, k;  /* channels per block, blocks of a group's F, a group's C*taps */
     size_t gblocks;           /* blocks of all groups: block J is block J % blocks of group J / blocks */
-    size_t runs, run;         /* the taps in runs of `run` consecutive columns */
+    size_t runs, run, run2;   /* the taps in runs of `run` consecutive columns (alternately
+                               * `run` and `run2` where run2 > 0) */
     const size_t *order;      /* [taps]: the taps (kh*KW + kw) in run order */
     const ptrdiff_t *run_off; /* [runs]: the input offset of each run's first tap */
     char *wp, *bp;            /* packed weights [slots][k][block], bias [slots][block] or NULL:
@@ -616,7 +617,7 @@ static void fv_unit(const fvrun *r, size_t u, int tid)
         for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc, tid);
     }
     oxo_direct_fv_tile t = {
-        .m = nf, .c = p->c, .runs = r->runs, .run = r->run,
+        .m = nf, .c = p->c, .runs = r->runs, .run = r->run, .run2 = r->run2,
         .w = fv_wblock(r, j, tid), .cs_x = p->src_c, .run_off = r->run_off,
         .bias = fv_bblock(r, j, tid), .act = p->act, .rs_y = (ptrdiff_t)p->plane,
     };
@@ -642,10 +643,13 @@ static void fv_thread(void *arg, int tid)
 
 /* The taps in run order: for each kernel row, the columns of each stride phase (kw*dw % sw)
  * in increasing kw, cut where two taps do not read neighbouring columns. `order` gets the
- * taps (kh*KW + kw), `off` their offsets in the copy; returns the kernel's run length: the
- * longest of 7, 5, 3, 2, 1 that divides every run (a 3x3 at stride 1: 3; 7x7 at stride 2,
- * runs of 4 and 3: 1). */
-static size_t fv_runs_of(const oxo_conv2d_geom *g, const ptrdiff_t *tap_off, size_t *order, ptrdiff_t *off)
+ * taps (kh*KW + kw), `off` their offsets in the copy, `run_off` each run's first offset;
+ * returns the number of runs and sets *run and *run2: runs of *run taps (*run2 = 0), the
+ * longest of 7, 5, 3, 2 that divides every run (a 3x3 at stride 1: 3), else runs that
+ * alternate between two lengths, (4, 3), (3, 2) or (2, 1) (a 7x7 and a 3x3 at stride 2: a
+ * kernel row's even columns, then its odd ones), else runs of 1. */
+static size_t fv_runs_of(const oxo_conv2d_geom *g, const ptrdiff_t *tap_off, size_t *order, ptrdiff_t *off,
+                         ptrdiff_t *run_off, size_t *run, size_t *run2)
 {
     size_t n = 0;
     for (size_t kh = 0; kh < g->kh; kh++) {
@@ -658,29 +662,38 @@ static size_t fv_runs_of(const oxo_conv2d_geom *g, const ptrdiff_t *tap_off, siz
             }
         }
     }
-    static const size_t lengths[] = {7, 5, 3, 2, 1};
+    /* (R, R2): 7, 5, 3, the pairs, 2, 1 (a pair's mean run is longer than 2, but (2, 1)'s) */
+    static const size_t lengths[][2] = {{7, 0}, {5, 0}, {3, 0}, {4, 3}, {3, 2}, {2, 0}, {2, 1}, {1, 0}};
     for (size_t l = 0; l < sizeof lengths / sizeof *lengths; l++) {
-        const size_t R = lengths[l];
-        int ok = 1;
-        for (size_t s = 0, len = 0; s < n && ok; s++) { /* len: taps so far in this run */
-            const int joined = s > 0 && off[s] == off[s - 1] + 1 && order[s] / g->kw == order[s - 1] / g->kw;
-            if (!joined && len % R) ok = 0;
-            len = joined ? len + 1 : 1;
-            if (s + 1 == n && len % R) ok = 0;
+        const size_t R = lengths[l][0], R2 = lengths[l][1];
+        size_t s = 0, runs = 0;
+        for (; s < n; runs++) { /* run `runs` takes taps [s, s + len): all joined but the first */
+            const size_t len = R2 && runs % 2 ? R2 : R;
+            if (s + len > n) break;
+            size_t i = 1;
+            while (i < len && off[s + i] == off[s + i - 1] + 1 && order[s + i] / g->kw == order[s + i - 1] / g->kw) i++;
+            if (i < len) break;
+            run_off[runs] = off[s];
+            s += len;
         }
-        if (ok) return R;
+        if (s == n && (!R2 || runs % 2 == 0)) {
+            *run = R, *run2 = R2;
+            return runs;
+        }
     }
-    return 1;
+    return 0; /* not reached: runs of 1 always fit */
 }
 
 /* Packs the weights, then runs the tiles. */
-static int run_fv(const dplan *p, int nt, const size_t *order, size_t run, const ptrdiff_t *run_off)
+static int run_fv(const dplan *p, int nt, const size_t *order, size_t runs, size_t run, size_t run2,
+                  const ptrdiff_t *run_off)
 {
     fvrun r;
     r.p = p;
     r.order = order;
     r.run = run;
-    r.runs = p->taps / run;
+    r.run2 = run2;
+    r.runs = runs;
     r.run_off = run_off;
     r.block = p->ks->direct_fv_nv * p->lanes;
     r.blocks = cdiv(p->f, r.block);
@@ -886,9 +899,9 @@ int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const voi
         int rc = OXO_ENOMEM;
         if (order) {
             ptrdiff_t *off = (ptrdiff_t *)(order + p.taps), *run_off = off + p.taps;
-            const size_t run = fv_runs_of(g, tap_off, order, off);
-            for (size_t r = 0; r < p.taps / run; r++) run_off[r] = off[r * run];
-            rc = run_fv(&p, nt, order, run, run_off);
+            size_t run = 1, run2 = 0;
+            const size_t runs = fv_runs_of(g, tap_off, order, off, run_off, &run, &run2);
+            rc = run_fv(&p, nt, order, runs, run, run2, run_off);
         }
         oxo_aligned_free(order);
         oxo_aligned_free(tap_off);
