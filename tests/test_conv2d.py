@@ -450,7 +450,8 @@ def _fv_runs():
 @pytest.mark.parametrize("n, c, f, h, w, kh, kw, s, p, d, bias, activation", CASES)
 def test_fv_kernel_sweep_exact(isa, dtype, rng, fv_forced, n, c, f, h, w, kh, kw, s, p, d, bias, activation):
     """Every kernel size, stride, padding and dilation of the sweep (taps in runs of 1, 2,
-    3, 5 and 7 columns), rows of 1-7 pixels past whole tiles, F not a multiple of the block."""
+    3, 5 and 7 columns, and at stride 2 in runs that alternate between 2 and 1, 3 and 2, 4
+    and 3 columns), rows of 1-7 pixels past whole tiles, F not a multiple of the block."""
     x, wt, b = _inputs(rng, n, c, f, h, w, kh, kw, dtype, bias, integer=True)
     runs = _fv_runs()
     y = onexone.conv2d(x, wt, b, stride=s, padding=p, dilation=d, activation=activation, algorithm="direct")
