@@ -543,3 +543,28 @@ def test_fv_kernel_exact_on_a_layer(isa, dtype, rng, fv_rule_shapes):
     y = onexone.conv2d(x, wt, b, padding=1, activation="relu6", algorithm="direct")
     assert _fv_runs() == runs + (isa == "avx512")
     assert_conv2d_matches(y, x, wt, b, exact=True, padding=1, activation="relu6")
+
+
+@pytest.mark.parametrize(
+    "h, w, kh, kw, stride, padding, dw, groups",
+    [
+        (9, 1, 1, 1, (1, 2), (0, 3), 1, 1),  # one column, wide padding: the pair's edges only
+        (7, 2, 2, 3, (2, 2), (1, 1), 1, 2),
+        (11, 13, 3, 5, (3, 2), (2, 3), 1, 1),  # odd width, padding wider than a phase step
+        (8, 12, 3, 3, (1, 2), (0, 0), 3, 2),  # dilation 3: both column phases again
+        (13, 17, 7, 7, (2, 2), (3, 3), 1, 1),  # the stem's kernel
+    ],
+)
+@pytest.mark.parametrize("view", [False, True])
+def test_stride_two_columns_exact(isa, dtype, rng, fv_forced, h, w, kh, kw, stride, padding, dw, groups, view):
+    """At stride 2 along the width the copy makes both column phases of a row in one pass
+    (csrc/conv/conv2d.c, phase_copy's pairs): exact against the oracle on every edge, on a
+    contiguous x and on a cropped view of a larger one."""
+    c, f = 2 * groups, 3 * groups
+    big = rng.integers(-4, 5, (2, c, h + 3, w + 5)).astype(dtype)
+    x = big[:, :, 1:h + 1, 2:w + 2] if view else np.ascontiguousarray(big[:, :, :h, :w])
+    wt = rng.integers(-4, 5, (f, c // groups, kh, kw)).astype(dtype)
+    b = rng.integers(-8, 9, f).astype(dtype)
+    kw_ = dict(stride=stride, padding=padding, dilation=(1, dw), groups=groups)
+    y = onexone.conv2d(x, wt, b, algorithm="direct", **kw_)
+    np.testing.assert_array_equal(y, reference.conv2d_naive(x, wt, b, **kw_))

@@ -95,4 +95,38 @@ OXO_DEFINE_PHASE_ROW(float, oxo_phase_row_f32)
 OXO_DEFINE_PHASE_ROW(double, oxo_phase_row_f64)
 #undef OXO_DEFINE_PHASE_ROW
 
+/* Both column phases of a row at stride 2 in one pass: r0[i] = in[2i - pw], r1[i] =
+ * in[2i + 1 - pw] for i < u (0 outside the row's w columns; in NULL: a padding row). */
+#define OXO_DEFINE_PHASE_ROW2(T, NAME)                                                         \
+    static inline void NAME(T *r0, T *r1, const T *in, ptrdiff_t pw, size_t w, size_t u)        \
+    {                                                                                          \
+        if (!in) {                                                                             \
+            memset(r0, 0, u * sizeof(T));                                                      \
+            memset(r1, 0, u * sizeof(T));                                                      \
+            return;                                                                            \
+        }                                                                                      \
+        const ptrdiff_t c = -pw, W = (ptrdiff_t)w, U = (ptrdiff_t)u; /* r0[i]: column 2i + c */ \
+        ptrdiff_t a = c >= 0 ? 0 : (1 - c) / 2, e = (W - c) / 2; /* both in the row */         \
+        if (e > U) e = U;                                                                      \
+        if (a > e) a = e;                                                                      \
+        for (ptrdiff_t i = 0; i < a; i++) {                                                    \
+            const ptrdiff_t k = 2 * i + c;                                                     \
+            r0[i] = k >= 0 && k < W ? in[k] : 0;                                               \
+            r1[i] = k + 1 >= 0 && k + 1 < W ? in[k + 1] : 0;                                   \
+        }                                                                                      \
+        const T *s = in + c;                                                                   \
+        for (ptrdiff_t i = a; i < e; i++) { /* the compiler vectorizes it (even/odd shuffles) */ \
+            r0[i] = s[2 * i];                                                                  \
+            r1[i] = s[2 * i + 1];                                                              \
+        }                                                                                      \
+        for (ptrdiff_t i = e; i < U; i++) {                                                    \
+            const ptrdiff_t k = 2 * i + c;                                                     \
+            r0[i] = k >= 0 && k < W ? in[k] : 0;                                               \
+            r1[i] = k + 1 >= 0 && k + 1 < W ? in[k + 1] : 0;                                   \
+        }                                                                                      \
+    }
+OXO_DEFINE_PHASE_ROW2(float, oxo_phase_row2_f32)
+OXO_DEFINE_PHASE_ROW2(double, oxo_phase_row2_f64)
+#undef OXO_DEFINE_PHASE_ROW2
+
 #endif
