@@ -203,6 +203,9 @@ typedef struct oxo_kernels {
     void (*transpose_rows)(const void *src, ptrdiff_t rs, size_t rows, size_t cols, void *dst, size_t ld);
     /* NULL, or a set with more rows for GEMMs at most one vector wide (see oxo_gemm_run) */
     const struct oxo_kernels *tall;
+    /* NULL, or both column phases of a row at stride 2 (the direct algorithm's copy):
+     * r0[i] = in[2i - pw], r1[i] = in[2i + 1 - pw] for i < u, 0 outside in's w columns */
+    void (*phase_row2)(void *r0, void *r1, const void *in, ptrdiff_t pw, size_t w, size_t u);
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */

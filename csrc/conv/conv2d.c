@@ -277,6 +277,7 @@ typedef struct phase_copy {
     size_t es, hh, u, chan; /* plane rows, pitch, elements per channel */
     char *dst;
     size_t run;             /* items taken at once */
+    void (*row2)(void *, void *, const void *, ptrdiff_t, size_t, size_t); /* ks->phase_row2 */
     int pairs;              /* stride 2 along w, both column phases, x's rows unit stride: an
                              * item makes a row phase's two planes in one pass over its rows */
     atomic_size_t next;
@@ -316,7 +317,10 @@ OXO_DEFINE_PHASE_COPY(double, phase_copy_f64, oxo_phase_row_f64)
  * the copy took 31% of 512->512, 32 groups, 3x3 stride 2 at 28x28 (its rows are 15 wide).
  * Against the build before, alternating processes, batch 1, 1 thread: 3x3 stride 2 with
  * 32 groups 1.05-1.10x (256 channels at 56x56), 1.11-1.15x (512 at 28x28), 1.24-1.28x
- * (1024 at 14x14), 8 groups 1.08-1.13x, 4 groups 1.04-1.06x; without groups 1.00-1.08x. */
+ * (1024 at 14x14), 8 groups 1.08-1.13x, 4 groups 1.04-1.06x; without groups 1.00-1.08x.
+ * Then with ks->phase_row2 (AVX-512 f32: a row of up to 16 outputs a phase in one masked
+ * step), against the portable pairs, 1 / 2 threads: 1024 channels 1.09-1.19x / 1.05-1.08x,
+ * 512 1.03-1.07x / 1.0-1.05x, 8 and 4 groups 1.02-1.07x / 1.0-1.06x, ungrouped 1.0x. */
 #define OXO_DEFINE_PHASE_COPY2(T, NAME, ROW2)                                                   \
     static void NAME(const phase_copy *pc, size_t item) /* item: (image, channel, row phase) */ \
     {                                                                                          \
@@ -332,7 +336,8 @@ OXO_DEFINE_PHASE_COPY(double, phase_copy_f64, oxo_phase_row_f64)
         for (size_t hh = 0; hh < pc->hh; hh++) {                                               \
             const ptrdiff_t r = (ptrdiff_t)hh * g->sh + qh - g->ph;                            \
             const T *in = r < 0 || r >= (ptrdiff_t)x->h ? NULL : src + r * x->sh;              \
-            ROW2(p0 + hh * pc->u, p1 + hh * pc->u, in, g->pw, x->w, pc->u);                    \
+            if (pc->row2) pc->row2(p0 + hh * pc->u, p1 + hh * pc->u, in, g->pw, x->w, pc->u);   \
+            else ROW2(p0 + hh * pc->u, p1 + hh * pc->u, in, g->pw, x->w, pc->u);               \
         }                                                                                      \
     }
 OXO_DEFINE_PHASE_COPY2(float, phase_copy2_f32, oxo_phase_row2_f32)
@@ -924,6 +929,7 @@ int oxo_conv2d_direct_grouped_nchw(oxo_dtype dt, const oxo_tensor4 *x, const voi
         pc.chan = (size_t)p.src_c;
         pc.dst = staging;
         pc.pairs = g->sw == 2 && ph.nw == 2 && x->sw == 1;
+        pc.row2 = ks->phase_row2;
         atomic_init(&pc.next, 0);
         const size_t items = phase_items(&pc);
         /* about 8 runs a thread: planes of a few pixels each (a 7x7 map in 4 phases) made the

@@ -15,6 +15,7 @@
  *           instance compiled for that m. Nothing outside the tile is read or written.
  */
 #include <immintrin.h>
+#include <string.h>
 #include "../kernel_common.h"
 
 #ifndef OXO_UNROLL
@@ -182,6 +183,40 @@ static void oxo_f32_transpose_rows__avx512(const void *src_, ptrdiff_t rs, size_
         }
     }
 }
+/* oxo_kernels.phase_row2: 16 outputs of each phase at a time from two masked loads of 32
+ * input columns (the lanes outside the row: zeros, never read), split by two
+ * lane permutes, stored under the outputs' mask. A row of the 28x28 maps' copies (15 wide)
+ * is one step, where the portable loop ran 3 steps of 4 and scalar edges. */
+static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, ptrdiff_t pw, size_t w, size_t u)
+{
+    float *r0 = (float *)r0_, *r1 = (float *)r1_;
+    const float *in = (const float *)in_;
+    if (!in) {
+        memset(r0, 0, u * sizeof(float));
+        memset(r1, 0, u * sizeof(float));
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const ptrdiff_t W = (ptrdiff_t)w;
+    for (size_t i = 0; i < u; i += 16) {
+        const ptrdiff_t k0 = 2 * (ptrdiff_t)i - pw; /* the input column of lane 0 */
+        __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+        for (int h = 0; h < 2; h++) { /* lanes k0 + 16h .. + 15 that lie in [0, W) */
+            const ptrdiff_t k = k0 + 16 * h, a = k < 0 ? -k : 0, e = W - k > 16 ? 16 : W - k;
+            if (a >= e) continue;
+            const __mmask16 m = (__mmask16)((0xFFFFu >> (16 - (e - a))) << a);
+            /* lanes a .. e-1 from in[k + a] on (an expanding load: no address before the row) */
+            const __m512 v = a == 0 && e == 16 ? _mm512_loadu_ps(in + k) : _mm512_maskz_expandloadu_ps(m, in + k + a);
+            if (h) hi = v;
+            else lo = v;
+        }
+        const size_t n = u - i < 16 ? u - i : 16;
+        const __mmask16 out = (__mmask16)(0xFFFFu >> (16 - n));
+        _mm512_mask_storeu_ps(r0 + i, out, _mm512_permutex2var_ps(lo, even, hi));
+        _mm512_mask_storeu_ps(r1 + i, out, _mm512_permutex2var_ps(lo, odd, hi));
+    }
+}
 #define OXO_FV_STORE(y, rs_y, m, acc, np) oxo_fv_store_f32(y, rs_y, m, acc, np)
 #include "../gemm_vec_template.h"
 #include "../direct_vec_template.h"
@@ -249,7 +284,8 @@ static const oxo_kernels oxo_f32_kernels_avx512t = {
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
     oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
-    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512, &oxo_f32_kernels_avx512t};
+    oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512, &oxo_f32_kernels_avx512t,
+    oxo_f32_phase_row2__avx512};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
     oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
