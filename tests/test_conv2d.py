@@ -548,7 +548,9 @@ def test_fv_kernel_exact_on_a_layer(isa, dtype, rng, fv_rule_shapes):
 @pytest.mark.parametrize(
     "h, w, kh, kw, stride, padding, dw, groups",
     [
-        (9, 1, 1, 1, (1, 2), (0, 3), 1, 1),  # one column, wide padding: the pair's edges only
+        (9, 1, 1, 3, (1, 2), (0, 3), 1, 1),  # one column, wide padding: the pair's edges only
+        (5, 70, 3, 3, (2, 2), (1, 1), 1, 1),  # rows of 36 outputs: whole 16-output steps
+        (4, 40, 2, 5, (1, 2), (0, 0), 1, 2),  # no padding: the plain loads
         (7, 2, 2, 3, (2, 2), (1, 1), 1, 2),
         (11, 13, 3, 5, (3, 2), (2, 3), 1, 1),  # odd width, padding wider than a phase step
         (8, 12, 3, 3, (1, 2), (0, 0), 3, 2),  # dilation 3: both column phases again
@@ -568,3 +570,23 @@ def test_stride_two_columns_exact(isa, dtype, rng, fv_forced, h, w, kh, kw, stri
     kw_ = dict(stride=stride, padding=padding, dilation=(1, dw), groups=groups)
     y = onexone.conv2d(x, wt, b, algorithm="direct", **kw_)
     np.testing.assert_array_equal(y, reference.conv2d_naive(x, wt, b, **kw_))
+
+
+@pytest.mark.parametrize("f_per_group", [16, 32])
+def test_fv_kernel_grouped_by_the_rule(isa, dtype, rng, fv_rule_shapes, f_per_group):
+    """By the rule's shape tests, a grouped layer runs the channel-vectorized kernel when its
+    groups have a block of output channels (32 in float32, 16 in float64), the same bits on
+    1, 2 and 3 threads, and the pixel kernel otherwise."""
+    groups, c = 2, 96
+    x, wt, b = _inputs(rng, 1, c, groups * f_per_group, 48, 48, 3, 3, dtype, True, integer=False)
+    wt = np.ascontiguousarray(wt[:, : c // groups])
+    kwargs = dict(padding=1, groups=groups, activation="relu", algorithm="direct")
+    block = 32 if dtype == np.float32 else 16
+    runs = _fv_runs()
+    y1 = onexone.conv2d(x, wt, b, n_threads=1, **kwargs)
+    assert _fv_runs() == runs + (isa == "avx512" and f_per_group >= block)
+    want = reference.conv2d_naive(x, wt, b, padding=1, groups=groups, activation="relu")
+    tol = tolerance(c // groups * 9, dtype, _amax(x), _amax(wt), _amax(b))
+    np.testing.assert_allclose(y1, want, rtol=0, atol=tol)
+    for nt in (2, 3):
+        assert same_bits(onexone.conv2d(x, wt, b, n_threads=nt, **kwargs), y1), f"n_threads={nt}"

@@ -23,7 +23,8 @@
  * On an ISA with a second direct kernel, vectorized along output channels
  * (csrc/kernels/direct_fv_template.h, AVX-512), large layers run that one instead, always
  * on the padded copy (see "the kernel vectorized along output channels" below); grouped
- * layers too, where each group has at least a block (32) of output channels.
+ * layers too, where each group has at least a block (32 float32, 16 float64) of output
+ * channels.
  *
  * Threads: the work is cut into units (image, rows of F, range of grid vectors), taken by
  * the pool's threads one by one; an output element is computed by exactly one unit with a
@@ -491,8 +492,9 @@ static void tail_gather(const dplan *p, const oxo_tensor4 *x, char *cols)
  * 384->384 at 7x7 1.01x / 1.14x, 512->512 at 14x14 1.13x / 1.20x, r50.c5.3x3 at batch 4
  * 1.02x / 1.16x, 256->256 at 10x10 and 12x12 1.03-1.04x / 1.05-1.11x; kept out:
  * 256->256 at 7x7 (58 MFLOP) 0.95x on 2 threads, 1024->1024 at 7x7 (1.2 MB a block)
- * 0.89-0.92x, 512->512 stride 2 to 7x7 (runs of 1) 0.71-0.74x, and float64 (512->512 at
- * 14x14 0.91x on 1 thread). */
+ * 0.89-0.92x, 512->512 stride 2 to 7x7 (runs of 1 then, 0.71-0.74x; with the alternating
+ * runs of 2 and 1, stop 26, still 0.71-0.75x), and float64 (512->512 at 14x14 0.91x on 1
+ * thread). */
 enum { OXO_FV_MIN_PIXELS = 192 };
 #define OXO_FV_MIN_FLOPS 5e7
 #define OXO_FV_W_BYTES (4.0 * 1024 * 1024)
@@ -524,8 +526,12 @@ static int fv_applies(const oxo_kernels *ks, const oxo_tensor4 *x, const oxo_con
     if (!ks->direct_fv || (mode != 1 && mode != 3)) return ks->direct_fv && mode == 2;
     if (mode == 1 && !oxo_conv2d_fv_width_ok()) return 0;
     const size_t block = ks->direct_fv_nv * ks->lanes;
-    /* groups of fewer filters than a block: the pixel kernel (C = F = 16 at 56x56, 4 images
-     * standing in for 4 groups: 0.68x on this kernel; 32 filters: 1.17-1.39x) */
+    /* groups of fewer filters than a block: the pixel kernel (float32, C = F = 16 at 56x56,
+     * 4 images standing in for 4 groups: 0.68x on this kernel; 32 filters: 1.17-1.39x). In
+     * float64 a block is 16: groups of 16 filters ran 1.00-1.21x the pixel kernel (64 -> 64
+     * in 4 groups at 56x56, 128 -> 128 in 8 and 256 -> 256 in 16 at 28x28, 1 and 2 threads),
+     * groups of 32 1.10-1.33x. The size terms below are one group's weights and all groups'
+     * pixels. */
     if (groups > 1 && f < block) return 0;
     const double pixels = (double)x->n * (double)groups * (double)(g->ho * g->wo);
     const double weights = (double)f * (double)(x->c * g->kh * g->kw);
@@ -691,10 +697,10 @@ static void fv_thread(void *arg, int tid)
 /* The taps in run order: for each kernel row, the columns of each stride phase (kw*dw % sw)
  * in increasing kw, cut where two taps do not read neighbouring columns. `order` gets the
  * taps (kh*KW + kw), `off` their offsets in the copy, `run_off` each run's first offset;
- * returns the number of runs and sets *run and *run2: runs of *run taps (*run2 = 0), the
- * longest of 7, 5, 3, 2 that divides every run (a 3x3 at stride 1: 3), else runs that
- * alternate between two lengths, (4, 3), (3, 2) or (2, 1) (a 7x7 and a 3x3 at stride 2: a
- * kernel row's even columns, then its odd ones), else runs of 1. */
+ * returns the number of runs and sets *run and *run2, trying in turn: runs of 7, 5 or 3
+ * taps (*run2 = 0; a 3x3 at stride 1: 3), runs that alternate between 4 and 3 or 3 and 2
+ * taps (a 7x7 and a 5x5 at stride 2: a kernel row's even columns, then its odd ones), runs
+ * of 2, runs of 2 and 1 (a 3x3 at stride 2), runs of 1. */
 static size_t fv_runs_of(const oxo_conv2d_geom *g, const ptrdiff_t *tap_off, size_t *order, ptrdiff_t *off,
                          ptrdiff_t *run_off, size_t *run, size_t *run2)
 {

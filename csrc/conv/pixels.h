@@ -114,10 +114,10 @@ OXO_DEFINE_PHASE_ROW(double, oxo_phase_row_f64)
             r0[i] = k >= 0 && k < W ? in[k] : 0;                                               \
             r1[i] = k + 1 >= 0 && k + 1 < W ? in[k + 1] : 0;                                   \
         }                                                                                      \
-        const T *s = in + c;                                                                   \
-        for (ptrdiff_t i = a; i < e; i++) { /* the compiler vectorizes it (even/odd shuffles) */ \
-            r0[i] = s[2 * i];                                                                  \
-            r1[i] = s[2 * i + 1];                                                              \
+        const T *s = in + (2 * a + c); /* column 2a + c >= 0: no address before the row */    \
+        for (ptrdiff_t i = 0; i < e - a; i++) { /* the compiler vectorizes it (even/odd shuffles) */ \
+            r0[a + i] = s[2 * i];                                                              \
+            r1[a + i] = s[2 * i + 1];                                                          \
         }                                                                                      \
         for (ptrdiff_t i = e; i < U; i++) {                                                    \
             const ptrdiff_t k = 2 * i + c;                                                     \

@@ -260,8 +260,9 @@ def conv2d(
         inputs; written and returned.
     algorithm : {"auto", "direct", "im2col"}
         "direct": the direct kernel (no im2col matrix; register tiles of output channels x
-        output pixels; on AVX-512, large layers run a second kernel vectorized along output
-        channels on a zero-padded copy of x, without groups). "im2col": the GEMM engine on
+        output pixels; on AVX-512, large layers, and grouped ones with 32 or more output
+        channels a group, run a second kernel vectorized along output channels on a
+        zero-padded copy of x). "im2col": the GEMM engine on
         blocks of the implicit im2col matrix.
         "auto": the 1x1 GEMM path for 1x1 kernels without padding, else "direct" with
         groups, else the faster of the two for the shape (a measured rule). All return the

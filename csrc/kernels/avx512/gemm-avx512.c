@@ -186,7 +186,10 @@ static void oxo_f32_transpose_rows__avx512(const void *src_, ptrdiff_t rs, size_
 /* oxo_kernels.phase_row2: 16 outputs of each phase at a time from two masked loads of 32
  * input columns (the lanes outside the row: zeros, never read), split by two
  * lane permutes, stored under the outputs' mask. A row of the 28x28 maps' copies (15 wide)
- * is one step, where the portable loop ran 3 steps of 4 and scalar edges. */
+ * is one step, where the portable loop ran 3 steps of 4 and scalar edges. With padding,
+ * each row's first and last steps take an expanding load (vexpandps); measured on an Intel
+ * Xeon only: its cost on AMD's Zen 4 (where this copy also runs, for the pixel kernel at
+ * stride 2) is not measured. */
 static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, ptrdiff_t pw, size_t w, size_t u)
 {
     float *r0 = (float *)r0_, *r1 = (float *)r1_;
