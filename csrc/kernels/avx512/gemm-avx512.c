@@ -187,9 +187,9 @@ static void oxo_f32_transpose_rows__avx512(const void *src_, ptrdiff_t rs, size_
  * input columns (the lanes outside the row: zeros, never read), split by two
  * lane permutes, stored under the outputs' mask. A row of the 28x28 maps' copies (15 wide)
  * is one step, where the portable loop ran 3 steps of 4 and scalar edges. With padding,
- * each row's first and last steps take an expanding load (vexpandps); measured on an Intel
- * Xeon only: its cost on AMD's Zen 4 (where this copy also runs, for the pixel kernel at
- * stride 2) is not measured. */
+ * each row's first and last steps load under a mask and expand in registers (vexpandps);
+ * measured on an Intel Xeon only, not on AMD's Zen 4, where this copy also runs (for the
+ * pixel kernel at stride 2). */
 static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, ptrdiff_t pw, size_t w, size_t u)
 {
     float *r0 = (float *)r0_, *r1 = (float *)r1_;
@@ -209,8 +209,11 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
             const ptrdiff_t k = k0 + 16 * h, a = k < 0 ? -k : 0, e = W - k > 16 ? 16 : W - k;
             if (a >= e) continue;
             const __mmask16 m = (__mmask16)((0xFFFFu >> (16 - (e - a))) << a);
-            /* lanes a .. e-1 from in[k + a] on (an expanding load: no address before the row) */
-            const __m512 v = a == 0 && e == 16 ? _mm512_loadu_ps(in + k) : _mm512_maskz_expandloadu_ps(m, in + k + a);
+            /* lanes a .. e-1 from in[k + a] on: the first e - a lanes loaded from there (no
+             * address before the row), moved up to lane a in registers (vexpandps from memory
+             * is microcoded on some cores) */
+            const __m512 v = a == 0 && e == 16 ? _mm512_loadu_ps(in + k)
+                             : _mm512_maskz_expand_ps(m, _mm512_maskz_loadu_ps((__mmask16)(0xFFFFu >> (16 - (e - a))), in + k + a));
             if (h) hi = v;
             else lo = v;
         }
