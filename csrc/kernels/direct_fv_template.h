@@ -99,7 +99,8 @@ OXO_NAME(direct_fv_tile)(const oxo_direct_fv_tile *t, const int NP, const int R)
 /* The tile with runs that alternate between R and R2 taps (t->runs even): the same sums in
  * the same order as runs of 1. Functions of their own, not a branch of direct_fv_tile: with
  * both in one, GCC kept a pointer register per column in the uniform runs' loop and spilled
- * (r50.c3.3x3 0.8x on one thread). */
+ * (r50.c3.3x3 0.8x on one thread). direct_fv_tile keeps its own copy of the run's loop:
+ * calling direct_fv_run there changes its code too (a different disassembly). */
 static inline __attribute__((always_inline)) const OXO_T *
 OXO_NAME(direct_fv_run)(OXO_V acc[OXO_FV_NP][OXO_FV_NV], const OXO_T *xr, const OXO_T *w, const int NP, const int R)
 {
