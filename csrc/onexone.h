@@ -206,6 +206,9 @@ typedef struct oxo_kernels {
     /* NULL, or both column phases of a row at stride 2 (the direct algorithm's copy):
      * r0[i] = in[2i - pw], r1[i] = in[2i + 1 - pw] for i < u, 0 outside in's w columns */
     void (*phase_row2)(void *r0, void *r1, const void *in, ptrdiff_t pw, size_t w, size_t u);
+    /* NULL, or a set whose vectors hold 8 columns x 2 steps of K, for GEMMs at most nr columns
+     * wide with A contiguous along K and B packed by oxo_pack_pairs_* (see oxo_gemm_run) */
+    const struct oxo_kernels *pairs;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -292,7 +295,8 @@ typedef struct oxo_blocking {
     size_t kc, nc;
 } oxo_blocking;
 oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
-/* Tests only: 0 sends every GEMM through the KC-blocked route (same results, see gemm.c);
+/* Tests only: 0 sends every GEMM through the KC-blocked route (same results, see gemm.c; but
+ * on the pairs sets, whose two chains per sum meet at the end of each K block, within rounding);
  * how many GEMMs took the full-K route so far. */
 void oxo_gemm_allow_full_k(int allow);
 size_t oxo_gemm_full_k_runs(void);
@@ -305,6 +309,10 @@ void oxo_gemm_narrow_mode(int mode);
 /* Tests only: B read in place past a vector boundary runs its peel (gemm.c, peel_pays) by
  * the rule (0, the default), always (1) or never (2). The same results either way. */
 void oxo_gemm_peel_mode(int mode);
+/* Tests only: GEMMs that fit the pairs set (oxo_kernels.pairs) run on it by the rule (0, the
+ * default), never (1) or wherever it fits (2). Results within rounding of each other: its
+ * sums run over even and odd k in two chains. */
+void oxo_gemm_pairs_mode(int mode);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------
  * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran

@@ -12,7 +12,7 @@ import pytest
 
 import onexone
 from onexone import reference
-from oxo_testing import ACTIVATIONS, assert_matches_references, make_inputs, same_bits, tolerance
+from oxo_testing import ACTIVATIONS, _amax, assert_matches_references, make_inputs, same_bits, tolerance
 
 CS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
 FS = [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 300]
@@ -287,8 +287,19 @@ def _route_calls(x, wt, b, groups):
         yield onexone.conv1x1(xn, wt, b, layout="NHWC", **kw)
 
 
+@pytest.fixture
+def no_pairs():
+    """GEMMs that fit the pairs sets on their other tiles: the pairs sets' two chains per sum
+    (even and odd k) meet at the end of each K block, so their blocked route rounds
+    differently (test_pairs_set checks both of their routes)."""
+    from onexone import _core
+    _core._pairs_mode(1)
+    yield
+    _core._pairs_mode(0)
+
+
 @pytest.mark.parametrize("n, c, f, h, w, groups", FULL_K_CASES, ids=str)
-def test_full_k_route_equals_blocked_route(isa, dtype, rng, n, c, f, h, w, groups, request):
+def test_full_k_route_equals_blocked_route(isa, dtype, rng, n, c, f, h, w, groups, request, no_pairs):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((f, c // groups, 1, 1)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
@@ -395,6 +406,7 @@ def test_narrow_columns_both_tiles(isa, dtype, rng, n, c, f, h, w, layout):
     x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=True)
     xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
     ys = []
+    _core._pairs_mode(1)  # the pairs set sums in two chains: compared in test_pairs_set
     try:
         for mode in (1, 2, 0):
             _core._narrow_mode(mode)
@@ -403,6 +415,7 @@ def test_narrow_columns_both_tiles(isa, dtype, rng, n, c, f, h, w, layout):
                 ys.append(np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y)
     finally:
         _core._narrow_mode(0)
+        _core._pairs_mode(0)
     assert_matches_references(ys[0], x, wt, b, "relu")
     for y in ys[1:]:
         assert same_bits(y, ys[0])
@@ -424,6 +437,7 @@ def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, 
     x, wt, b = make_inputs(rng, (n, c, h, w), f, dtype, bias=True, integer=True)
     xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
     ys = []
+    _core._pairs_mode(1)
     try:
         for allow in (True, False):
             _core._allow_tall(allow)
@@ -432,9 +446,80 @@ def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, 
                 ys.append(np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y)
     finally:
         _core._allow_tall(True)
+        _core._pairs_mode(0)
     assert_matches_references(ys[0], x[:, :, ::stride, ::stride], wt, b, "relu", exact=True)
     for y in ys[1:]:
         assert same_bits(y, ys[0])
+
+
+# GEMMs at most 24 columns wide whose A is contiguous along K (NHWC with F <= 24) run on the
+# pairs set where the ISA has one (AVX-512 float32): a vector holds 8 columns x 2 steps of K,
+# each sum two FMA chains (even and odd k). Every tile (8 x 3, 12 x 2 and 16 x 1 vectors) with
+# row tails, odd K (its last step under a mask), two K blocks (the second continues C), groups
+# and batches: exact on small integers, the same bits on 1-3 threads, and within rounding of
+# the other tiles on random data.
+PAIRS_CASES = [(1, 144, 24, 7, 8, 1), (2, 33, 21, 5, 5, 1), (1, 301, 17, 3, 5, 1), (3, 17, 16, 1, 3, 1),
+               (1, 520, 12, 5, 3, 1), (2, 1, 9, 4, 4, 1), (1, 7, 8, 9, 2, 1), (2, 64, 3, 3, 5, 1),
+               (1, 24, 1, 5, 5, 1), (2, 96, 48, 3, 3, 2), (1, 90, 30, 4, 4, 3)]
+
+
+@pytest.mark.parametrize("n, c, f, h, w, groups", PAIRS_CASES, ids=str)
+def test_pairs_set(isa, dtype, rng, n, c, f, h, w, groups):
+    from onexone import _core
+
+    wt_shape = (f, c // groups, 1, 1)
+    xi = rng.integers(-4, 5, (n, h, w, c)).astype(dtype)
+    wi = rng.integers(-4, 5, wt_shape).astype(dtype)
+    bi = rng.integers(-64, 65, f).astype(dtype)
+    nchw = np.ascontiguousarray(xi.transpose(0, 3, 1, 2))
+    want = reference.conv1x1_naive(nchw, wi, bi, groups=groups, activation="relu6").transpose(0, 2, 3, 1)
+    xr = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wr = rng.standard_normal(wt_shape).astype(dtype)
+    br = rng.standard_normal(f).astype(dtype)
+    oracle = reference.conv1x1_naive(np.ascontiguousarray(xr.transpose(0, 3, 1, 2)), wr, br, groups=groups)
+    tol = tolerance(c // groups, dtype, _amax(xr), _amax(wr), _amax(br))
+    try:
+        for mode in (2, 1):
+            _core._pairs_mode(mode)
+            for full_k in (True, False):
+                _core._allow_full_k(full_k)
+                y1 = onexone.conv1x1(xr, wr, br, groups=groups, layout="NHWC", n_threads=1)
+                np.testing.assert_allclose(y1, oracle.transpose(0, 2, 3, 1), rtol=0, atol=tol)
+                for nt in (1, 2, 3):
+                    y = onexone.conv1x1(xi, wi, bi, groups=groups, layout="NHWC", activation="relu6", n_threads=nt)
+                    np.testing.assert_array_equal(y, want)
+                    assert same_bits(onexone.conv1x1(xr, wr, br, groups=groups, layout="NHWC", n_threads=nt), y1)
+                # weights every other channel of a wider array (B's rows 2 elements apart)
+                ws = np.repeat(wi, 2, axis=1)[:, ::2]
+                y = onexone.conv1x1(xi, ws, bi, groups=groups, layout="NHWC", activation="relu6", n_threads=2)
+                np.testing.assert_array_equal(y, want)
+    finally:
+        _core._pairs_mode(0)
+        _core._allow_full_k(True)
+
+
+def test_pairs_set_propagates_inf_and_nan(isa, dtype, rng):
+    """An odd K's last step runs on the even lanes only: an Inf there gives the reference's
+    +-Inf (not Inf * 0 = NaN from the odd lanes), a NaN gives NaN, on every tile."""
+    from onexone import _core
+
+    n, c, f = 1, 33, 24
+    x = rng.integers(-4, 5, (n, 6, 7, c)).astype(dtype)
+    wt = rng.integers(1, 5, (f, c, 1, 1)).astype(dtype) * rng.choice([-1, 1], (f, 1, 1, 1)).astype(dtype)
+    x[0, 0, :3, c - 1] = np.inf
+    x[0, 1, 2, c - 1] = -np.inf
+    x[0, 2, 4, c - 1] = np.nan
+    x[0, 3, 1, c - 2] = np.inf
+    want = reference.conv1x1_naive(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), wt).transpose(0, 2, 3, 1)
+    assert np.isinf(want).sum() == 5 * f and np.isnan(want).sum() == f
+    try:
+        for mode in (2, 1):
+            _core._pairs_mode(mode)
+            for ff in (24, 16, 8):
+                y = onexone.conv1x1(x, wt[:ff], layout="NHWC")
+                np.testing.assert_array_equal(y, want[..., :ff])
+    finally:
+        _core._pairs_mode(0)
 
 
 @pytest.mark.parametrize("xdt, wdt, bdt, expect", [

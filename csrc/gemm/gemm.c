@@ -61,6 +61,8 @@ void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0);
 size_t oxo_gemm_full_k_runs(void) { return atomic_load(&full_k_runs); }
 static atomic_int allow_tall = 1;
 void oxo_gemm_allow_tall(int allow) { atomic_store(&allow_tall, allow != 0); }
+static atomic_int pairs_mode = 0; /* 0: by the rule, 1: never, 2: wherever the set fits */
+void oxo_gemm_pairs_mode(int mode) { atomic_store(&pairs_mode, mode); }
 
 static size_t elsize(oxo_dtype dt) { return dt == OXO_F64 ? 8 : 4; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -528,6 +530,30 @@ int oxo_gemm_run(const oxo_gemm *g)
     }
     const oxo_kernels *ks = oxo_kernels_for(oxo_isa_active(), g->dtype);
     if (!ks) return OXO_EINVAL;
+    /* 17-24 or 5-8 columns, A contiguous along K, B packed anyway from its strided
+     * description, C's rows contiguous (NHWC with F = 17-24 or 5-8): the pairs sets (a vector
+     * holds 8 columns x 2 steps of K, see gemm-avx512.c), where the ISA has them (AVX-512
+     * float32) and its 512-bit FMAs run at full width. Measured on an Intel core (two 512-bit
+     * FMA units), NHWC, batch 1, alternating processes, GFLOP/s before -> pairs:
+     * - 17-24 columns (was: the zmm tile, second vector masked), 2 threads: 144->24 at 56x56
+     *   213-231 -> 288-321, 320->24 at 14x14 137-147 -> 175-181, 160->24 at 7x7 73-76 -> 83,
+     *   96->20 at 28x28 172-173 -> 206-210, 16->24 at 112x112 1.0-1.1x, 24->24 at 56x56 1.05x;
+     *   1 thread 144->24 103-106 -> 132-141, 96->20 1.16x;
+     * - 5-8 columns (was: dot products along K), 2 threads: 64->8 at 56x56 106-109 -> 172-178,
+     *   256->8 at 28x28 112-113 -> 161-196, 128->7 1.3-1.5x, 64->5 and 64->6 1.05-1.4x; 1 thread
+     *   1.4-2.2x;
+     * Not taken: 9-16 columns (the tall set; pairs 32->16 at 112x112 0.89-0.94x, 96->12 at
+     * 56x56 0.77-0.96x, 192->16 at 28x28 0.88-1.1x) and 1-4 (dot products; 256->4 0.70x, 64->2
+     * 0.88x, 128->1 0.70x). Zen 4 (FMAs at half width) keeps its narrow ymm set, unmeasured. */
+    const int pmode = atomic_load_explicit(&pairs_mode, memory_order_relaxed);
+    const int pairs_cols = g->N > 16 || (g->N > 4 && g->N <= 8);
+    const int pairs = ks->pairs && pmode != 1 && g->N <= ks->pairs->nr && g->cs_a == 1 && !g->pack_b &&
+                      !b_columns_contiguous(g) && (!g->cs_c || g->cs_c == 1) &&
+                      (pmode == 2 || (pairs_cols && full_width_fmas()));
+    if (pairs) {
+        ks = ks->pairs;
+        if (ks->pairs && g->N <= ks->pairs->nr) ks = ks->pairs; /* 8 columns or fewer: 16-row tiles */
+    }
     /* N = 21..24 (NHWC with F = 24): the zmm set would run one vector and a dot-product tail
      * of up to 8 columns; the narrow set's 8 x 24 ymm tile fits them. Measured on Zen 4,
      * alternating calls, NHWC 144->24 at 56x56, GFLOP/s zmm / narrow: 1 thread 74.1 / 84.6,
@@ -537,7 +563,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * to the 5-8 columns leaves a quarter: on an Intel Xeon (two 512-bit FMA units), NHWC
      * F = 24 at 14x14-112x112, narrow -> masked, 1 thread 1.26-1.38x, 2 threads 1.25-1.47x. */
     const size_t ntail = g->N % ks->lanes;
-    const int n21_24 = ks->narrow && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
+    const int n21_24 = !pairs && ks->narrow && g->N < 2 * ks->lanes && 4 * ntail > ks->lanes && 2 * ntail <= ks->lanes;
     const int mode = atomic_load_explicit(&narrow_mode, memory_order_relaxed);
     const int masked = n21_24 && (mode == 2 || (mode == 0 && oxo_probe_full_width(ks)));
     if (n21_24 && !masked) ks = ks->narrow;
@@ -548,7 +574,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * 1.11x, 256->16 1.04x / 1.09x, 64->12 1.10x / 1.08x, 1024->16 and 2048->16 at 7x7-28x28
      * 0.99-1.05x; NCHW at 4x4 1024->256 1.19x / 1.20x, 960->160 1.33x / 1.30x, 2048->512
      * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. */
-    const int tall = ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
+    const int tall = !pairs && ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
                      (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1);
     if (tall) ks = ks->tall;
 
@@ -561,7 +587,7 @@ int oxo_gemm_run(const oxo_gemm *g)
     pl.nr = ks->nr;
     pl.groups = g->groups > 1 ? g->groups : 1;
     pl.pack_b = !b_columns_contiguous(g);
-    pl.packer = g->pack_b ? g->pack_b : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
+    pl.packer = g->pack_b ? g->pack_b : pairs ? oxo_pack_pairs_f32 : g->dtype == OXO_F64 ? oxo_pack_strided_f64 : oxo_pack_strided_f32;
     pl.pack_ctx = g->pack_b ? g->pack_ctx : (const void *)g;
     /* A tail narrower than half a vector goes to the dot kernel (it needs A contiguous
      * along K); wider tails stay in masked vector tiles. A masked tile for the narrow tails
@@ -698,7 +724,11 @@ int oxo_gemm_run(const oxo_gemm *g)
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
     pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
-    const size_t bpack_bytes = pl.pack_b ? round_up((pl.full_k ? g->K : pl.kc) * pl.pack_ld * pl.es, 64) : 0;
+    size_t bpack_bytes = pl.pack_b ? round_up((pl.full_k ? g->K : pl.kc) * pl.pack_ld * pl.es, 64) : 0;
+    if (pairs) { /* half as many rows, each 2 x the columns rounded up to a vector's 8 */
+        pl.pack_ld = 2 * round_up(g->N, 8);
+        bpack_bytes = round_up(cdiv(pl.full_k ? g->K : pl.kc, 2) * pl.pack_ld * pl.es, 64);
+    }
     const size_t tpack_bytes = pl.n_main < g->N ? round_up(ks->lanes * pl.tail_ld * pl.es, 64) : 0;
     const size_t per_thread = bpack_bytes + tpack_bytes;
     char *scratch = NULL;

@@ -101,6 +101,39 @@ static size_t transpose16_f32(const float *src, ptrdiff_t sq, size_t kc, size_t 
 OXO_DEFINE_PACK_STRIDED(float, oxo_pack_strided_f32, transpose16_f32)
 OXO_DEFINE_PACK_STRIDED(double, oxo_pack_strided_f64, transpose4_f64)
 
+/* B's columns one by one, each along K: where K is contiguous (W^T for NHWC) a pair of rows
+ * is one 8-byte move. B is a few thousand weights, packed once per block. */
+void oxo_pack_pairs_f32(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc,
+                        void *dst, size_t ld, int transposed)
+{
+    (void)transposed;
+    const oxo_gemm *g = (const oxo_gemm *)ctx;
+    const size_t groups = g->groups > 1 ? g->groups : 1; /* b is image * groups + group */
+    const float *base = (const float *)g->B + (ptrdiff_t)(b / groups) * g->bs_b +
+                        (ptrdiff_t)(b % groups) * g->gs_b + (ptrdiff_t)p0 * g->rs_b;
+    const size_t bw = g->b_w ? g->b_w : g->N, width = (nc + 7) / 8 * 8, pairs = kc / 2;
+    const ptrdiff_t rs = g->rs_b;
+    float *out = (float *)dst;
+    for (size_t h = 0; h < (kc + 1) / 2; h++) { /* the padding columns; an odd kc's last row */
+        memset(out + h * ld + 2 * nc, 0, 2 * (width - nc) * sizeof(float));
+        if (h == pairs) memset(out + h * ld, 0, 2 * nc * sizeof(float));
+    }
+    for (size_t j = 0; j < nc; j++) {
+        const size_t col = j0 + j;
+        const float *src = base + (ptrdiff_t)(col / bw) * g->cs_bh + (ptrdiff_t)(col % bw) * g->cs_bw;
+        float *o = out + 2 * j;
+        if (rs == 1) {
+            for (size_t h = 0; h < pairs; h++) memcpy(o + h * ld, src + 2 * h, 2 * sizeof(float));
+        } else {
+            for (size_t h = 0; h < pairs; h++) {
+                o[h * ld] = src[(ptrdiff_t)(2 * h) * rs];
+                o[h * ld + 1] = src[(ptrdiff_t)(2 * h + 1) * rs];
+            }
+        }
+        if (kc & 1) o[pairs * ld] = src[(ptrdiff_t)(kc - 1) * rs];
+    }
+}
+
 /* ---- im2col -------------------------------------------------------------------------- */
 /* For output row ho and kernel offset (kh, kw): the input row, or -1 in the padding, and the
  * range [lo, hi) of output columns whose input column is inside the image. */

@@ -28,6 +28,7 @@ cdef extern from "onexone.h" nogil:
         size_t mr, nr, lanes
         const void *narrow
         const void *tall
+        const void *pairs
     ctypedef struct oxo_blocking:
         size_t kc, nc
     ctypedef struct oxo_tensor4:
@@ -48,6 +49,7 @@ cdef extern from "onexone.h" nogil:
     int oxo_probe_full_width(const oxo_kernels *ks)
     void oxo_gemm_narrow_mode(int mode)
     void oxo_gemm_peel_mode(int mode)
+    void oxo_gemm_pairs_mode(int mode)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
     int oxo_conv2d_fv_width_ok()
@@ -641,6 +643,24 @@ def tall_kernel_names():
     return names
 
 
+def pairs_kernel_names():
+    """What NHWC GEMMs of 17-24 and 5-8 columns run on, per dtype: the names of the pairs sets
+    (vectors of 8 columns x 2 steps of K), or None where the ISA has none or this core's
+    512-bit FMAs run at half width (probed once)."""
+    cdef const oxo_kernels *full
+    cdef const oxo_kernels *k
+    names = {}
+    for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
+        full = oxo_kernels_for(oxo_isa_active(), dt)
+        k = <const oxo_kernels *>full.pairs
+        if k == NULL or not oxo_probe_full_width(full):
+            names[key] = None
+        else:
+            narrow = <const oxo_kernels *>k.pairs
+            names[key] = k.name.decode() + ("" if narrow == NULL else " and " + narrow.name.decode())
+    return names
+
+
 def blocking():
     cdef oxo_blocking b32 = oxo_gemm_blocking(OXO_F32)
     cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
@@ -661,6 +681,13 @@ def _narrow_mode(mode):
     oxo_gemm_narrow_mode(int(mode))
 
 
+def _pairs_mode(mode):
+    """Tests only: GEMMs at most 24 columns wide with A contiguous along K (NHWC with F <= 24)
+    run on the pairs set (AVX-512 float32) by the rule (0, the default), never (1) or wherever
+    it fits (2). Results within rounding of each other."""
+    oxo_gemm_pairs_mode(int(mode))
+
+
 def _peel_mode(mode):
     """Tests only: B read in place past a vector boundary runs its first columns as a block
     of their own as the rule says (0, the default), always (1) or never (2). The same results
@@ -669,7 +696,8 @@ def _peel_mode(mode):
 
 
 def _allow_full_k(allow):
-    """Tests only: False sends every GEMM through the KC-blocked route (the same results)."""
+    """Tests only: False sends every GEMM through the KC-blocked route (the same results, but
+    within rounding on the pairs sets, see _pairs_mode)."""
     oxo_gemm_allow_full_k(1 if allow else 0)
 
 

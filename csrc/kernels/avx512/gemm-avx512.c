@@ -238,6 +238,109 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
 #include "../gemm_vec_template.h"
 #include "../vec_undef.h"
 
+/* ---- f32 pairs of K: GEMMs at most 24 columns wide whose A is contiguous along K --------
+ * (NHWC with F <= 24: y (pixels x F) = x (pixels x C) @ W^T.) A zmm tile there is 1.5 vectors
+ * wide, its second vector masked to 8 lanes (a quarter of the FMA lanes idle), and the tall
+ * tile (16 rows x 1 vector) loads a broadcast per FMA. Here B's rows come in pairs: row h of
+ * the packed block holds B[2h + e, j] at lane 2j + e (oxo_pack_pairs_f32, pack.c), and each
+ * step broadcasts two neighbouring elements of a row of A, A[i, 2h] and A[i, 2h + 1], as one
+ * 64-bit pair: a vector covers 8 columns x 2 steps of K with every lane useful, 3 vectors 24
+ * columns. Tiles: 8 rows x 3 vectors (9-24 columns: 24 accumulators) and 16 x 1 (1-8
+ * columns: 16), one B vector per 8 columns and 1 broadcast.
+ * Each element's sum is two FMA chains, over its even and its odd k, added at the end of the
+ * block (even + odd; then bias and activation on the last block). A block that continues
+ * C (OXO_TILE_ACCUM) starts the even chain from C's value. An odd K's last step is an FMA
+ * under the even lanes' mask (nothing past A's row is read). */
+static inline __attribute__((always_inline)) void
+oxo_f32_gemm_pairs_tile(const oxo_tile *t, const int MR, const int NV)
+{
+    const char *a = (const char *)t->a;
+    const float *b = (const float *)t->b;
+    float *c = (float *)t->c;
+    const ptrdiff_t r1 = t->rs_a * (ptrdiff_t)sizeof(float), rs_b = t->rs_b, rs_c = t->rs_c;
+    const size_t k = t->k, n = t->n;
+    const __mmask16 even = 0x5555;
+    __m512 acc[16][3];
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int v = 0; v < NV; v++) {
+            acc[i][v] = _mm512_setzero_ps();
+            if ((t->flags & OXO_TILE_ACCUM) && n > (size_t)v * 8) { /* C's columns 8v.. into the even lanes */
+                const size_t cols = n - (size_t)v * 8 < 8 ? n - (size_t)v * 8 : 8;
+                const __m512 cv = _mm512_maskz_loadu_ps((__mmask16)((1u << cols) - 1), c + i * rs_c + v * 8);
+                acc[i][v] = _mm512_maskz_expand_ps(even, cv);
+            }
+        }
+    }
+    for (size_t h = 0; h < k / 2; h++) {
+        __m512 bv[3];
+        OXO_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + v * 16);
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            double pair;
+            memcpy(&pair, a + i * r1 + (ptrdiff_t)(2 * h * sizeof(float)), sizeof pair);
+            const __m512 ai = _mm512_castpd_ps(_mm512_set1_pd(pair));
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        b += rs_b;
+    }
+    if (k & 1) {
+        __m512 bv[3];
+        OXO_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + v * 16);
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            const __m512 ai = _mm512_set1_ps(*(const float *)(a + i * r1 + (ptrdiff_t)((k - 1) * sizeof(float))));
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_mask3_fmadd_ps(ai, bv[v], acc[i][v], even);
+        }
+    }
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1);
+    const __mmask16 m1 = (__mmask16)(n > 16 ? (1u << (n - 16)) - 1 : 0);
+    const float *bias = (const float *)t->bias;
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        /* columns 0-15 (even + odd lanes of the first two vectors), then 16-23 */
+        __m512 o0, o1 = _mm512_setzero_ps();
+        if (NV >= 2) {
+            o0 = _mm512_add_ps(_mm512_permutex2var_ps(acc[i][0], ev, acc[i][1]), _mm512_permutex2var_ps(acc[i][0], od, acc[i][1]));
+        } else {
+            o0 = _mm512_add_ps(_mm512_permutexvar_ps(ev, acc[i][0]), _mm512_permutexvar_ps(od, acc[i][0]));
+        }
+        if (NV == 3) o1 = _mm512_add_ps(_mm512_permutexvar_ps(ev, acc[i][2]), _mm512_permutexvar_ps(od, acc[i][2]));
+        if (t->flags & OXO_TILE_FINAL) {
+            if (t->bias_mode == OXO_BIAS_ROW) {
+                o0 = _mm512_add_ps(o0, _mm512_set1_ps(bias[i]));
+                o1 = _mm512_add_ps(o1, _mm512_set1_ps(bias[i]));
+            } else if (t->bias_mode == OXO_BIAS_COL) {
+                o0 = _mm512_add_ps(o0, _mm512_maskz_loadu_ps(m0, bias));
+                if (NV == 3) o1 = _mm512_add_ps(o1, _mm512_maskz_loadu_ps(m1, bias + 16));
+            }
+            o0 = oxo_f32_activate__avx512(o0, t->act);
+            o1 = oxo_f32_activate__avx512(o1, t->act);
+        }
+        _mm512_mask_storeu_ps(c + i * rs_c, m0, o0);
+        if (NV == 3) _mm512_mask_storeu_ps(c + i * rs_c + 16, m1, o1);
+    }
+}
+
+/* instances (m, vectors): up to 8 rows of 1-3 vectors, 16 of 1; one entry for both sets */
+#define OXO_PAIRS_(X) X(1, 1) X(1, 2) X(1, 3) X(2, 1) X(2, 2) X(2, 3) X(3, 1) X(3, 2) X(3, 3) \
+    X(4, 1) X(4, 2) X(4, 3) X(5, 1) X(5, 2) X(5, 3) X(6, 1) X(6, 2) X(6, 3) X(7, 1) X(7, 2) X(7, 3) \
+    X(8, 1) X(8, 2) X(8, 3) X(9, 1) X(10, 1) X(11, 1) X(12, 1) X(13, 1) X(14, 1) X(15, 1) X(16, 1)
+#define OXO_PAIRS_INST_(M, NV) \
+    static __attribute__((noinline)) void oxo_f32_gemm_pairs_##M##x##NV(const oxo_tile *t) { oxo_f32_gemm_pairs_tile(t, M, NV); }
+#define OXO_PAIRS_CASE_(M, NV) case (M) * 8 + (NV): oxo_f32_gemm_pairs_##M##x##NV(t); break;
+OXO_PAIRS_(OXO_PAIRS_INST_)
+static void oxo_f32_gemm_pairs__avx512(const oxo_tile *t)
+{
+    if (t->m == 0 || t->n == 0 || t->m > 16 || t->n > 24) return;
+    switch ((int)t->m * 8 + (int)((t->n + 7) / 8)) {
+    OXO_PAIRS_(OXO_PAIRS_CASE_)
+    default: break; /* no such instance */
+    }
+}
+#undef OXO_PAIRS_VECS_
+#undef OXO_PAIRS_
+#undef OXO_PAIRS_INST_
+#undef OXO_PAIRS_CASE_
+
 /* ---- f64 ---- */
 #define OXO_T double
 #define OXO_V __m512d
@@ -287,11 +390,21 @@ static const oxo_kernels oxo_f32_kernels_avx512t = {
     "f32-gemm-16x16-avx512", 16, 16, 16, oxo_f32_gemm__avx512t, oxo_f32_dot__avx512t, 4, 4,
     oxo_f32_fma_probe__avx512t, NULL, 0, 0, NULL, NULL};
 
+/* the pairs sets: 8 rows x 24 columns and 16 x 8, a vector 8 columns (x 2 steps of K), B packed
+ * in pairs of rows (see oxo_f32_gemm_pairs_tile); no dot kernel. The wide set's `pairs` is the
+ * narrow one (oxo_gemm_run takes the narrow one for N <= 8). */
+static const oxo_kernels oxo_f32_kernels_avx512p1 = {
+    "f32-gemm-16x8-pairs-avx512", 16, 8, 8, oxo_f32_gemm_pairs__avx512, NULL, 0, 0,
+    oxo_f32_fma_probe__avx512t, NULL, 0, 0, NULL, NULL};
+static const oxo_kernels oxo_f32_kernels_avx512p = {
+    "f32-gemm-8x24-pairs-avx512", 8, 24, 8, oxo_f32_gemm_pairs__avx512, NULL, 0, 0,
+    oxo_f32_fma_probe__avx512t, NULL, 0, 0, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, &oxo_f32_kernels_avx512p1};
+
 const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
     oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
     oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512, &oxo_f32_kernels_avx512t,
-    oxo_f32_phase_row2__avx512};
+    oxo_f32_phase_row2__avx512, &oxo_f32_kernels_avx512p};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
     oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
