@@ -498,6 +498,28 @@ def test_pairs_set(isa, dtype, rng, n, c, f, h, w, groups):
         _core._allow_full_k(True)
 
 
+@pytest.mark.parametrize("c", [5, 8, 17, 24])
+def test_pairs_set_weight_gradient(isa, dtype, rng, c):
+    """grad_w of an NCHW layer with 5-8 or 17-24 channels is such a GEMM too (dY's rows
+    contiguous along the pixels, x^T packed): summed over the images in K blocks of pixels,
+    exact on small integers with and without the pairs sets, on 1 and 2 threads."""
+    from onexone import _core
+
+    n, f, h, w = 2, 40, 23, 29  # 667 pixels an image: K blocks of 256 and a tail
+    x = rng.integers(-3, 4, (n, c, h, w)).astype(dtype)
+    wt = rng.integers(-3, 4, (f, c, 1, 1)).astype(dtype)
+    dy = rng.integers(-3, 4, (n, f, h, w)).astype(dtype)
+    want = np.einsum("nfhw,nchw->fc", dy.astype(np.float64), x.astype(np.float64)).reshape(f, c, 1, 1)
+    try:
+        for mode in (2, 1, 0):
+            _core._pairs_mode(mode)
+            for nt in (1, 2):
+                _, gw, _ = onexone.conv1x1_backward(dy, x, wt, need=("w",), n_threads=nt)
+                np.testing.assert_array_equal(gw, want)
+    finally:
+        _core._pairs_mode(0)
+
+
 def test_pairs_set_propagates_inf_and_nan(isa, dtype, rng):
     """An odd K's last step runs on the even lanes only: an Inf there gives the reference's
     +-Inf (not Inf * 0 = NaN from the odd lanes), a NaN gives NaN, on every tile."""
