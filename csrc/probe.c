@@ -57,7 +57,10 @@ double oxo_probe_peak_gflops(int n_threads, double seconds)
  * on Intel's server cores), 0 where it costs two (Zen 4): the full and the narrow set's
  * probes, best of 3 of 2000 rounds each, once per process (about 30 us). The GEMM engine's
  * choice of tile for 21-24 columns (gemm.c) rests on it, never a result: every element's FMA
- * chain is the same on either tile. */
+ * chain is the same on either tile. Its choice of the pairs sets (NHWC with 17-24 or 5-8
+ * filters, gemm.c) rests on it too, and those round differently (two chains per sum): the
+ * same call gives the same bits on every thread count, but the bits follow the probe's
+ * answer (steady on the machines measured, also with both cores busy). */
 int oxo_probe_full_width(const oxo_kernels *ks)
 {
     static atomic_int full_width = -1; /* the answer, -1 before the probe ran */

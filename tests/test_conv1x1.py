@@ -454,13 +454,15 @@ def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, 
 
 # GEMMs at most 24 columns wide whose A is contiguous along K (NHWC with F <= 24) run on the
 # pairs set where the ISA has one (AVX-512 float32): a vector holds 8 columns x 2 steps of K,
-# each sum two FMA chains (even and odd k). Every tile (8 x 3, 12 x 2 and 16 x 1 vectors) with
-# row tails, odd K (its last step under a mask), two K blocks (the second continues C), groups
-# and batches: exact on small integers, the same bits on 1-3 threads, and within rounding of
-# the other tiles on random data.
+# each sum two FMA chains (even and odd k). Every tile (8 rows x 1-3 vectors, 16 x 1) with row
+# tails, odd K (its last step under a mask), two K blocks (the second continues C), groups and
+# batches, and calls big enough for 2-3 threads: rows split between them, and (16 pixels, 24
+# filters) columns, a part's block starting at column 8 or 16. Exact on small integers, the
+# same bits on 1-3 threads, and within rounding of the other tiles on random data.
 PAIRS_CASES = [(1, 144, 24, 7, 8, 1), (2, 33, 21, 5, 5, 1), (1, 301, 17, 3, 5, 1), (3, 17, 16, 1, 3, 1),
                (1, 520, 12, 5, 3, 1), (2, 1, 9, 4, 4, 1), (1, 7, 8, 9, 2, 1), (2, 64, 3, 3, 5, 1),
-               (1, 24, 1, 5, 5, 1), (2, 96, 48, 3, 3, 2), (1, 90, 30, 4, 4, 3)]
+               (1, 24, 1, 5, 5, 1), (2, 96, 48, 3, 3, 2), (1, 90, 30, 4, 4, 3), (1, 701, 24, 4, 4, 1),
+               (2, 144, 24, 16, 16, 1), (1, 333, 8, 20, 20, 1)]
 
 
 @pytest.mark.parametrize("n, c, f, h, w, groups", PAIRS_CASES, ids=str)
