@@ -209,6 +209,9 @@ typedef struct oxo_kernels {
     /* NULL, or a set whose vectors hold 8 columns x 2 steps of K, for GEMMs at most nr columns
      * wide with A contiguous along K and B packed by oxo_pack_pairs_* (see oxo_gemm_run) */
     const struct oxo_kernels *pairs;
+    /* NULL, or a set of 6 rows x 64 columns for GEMMs 64 or 128 columns wide whose B is packed
+     * (see oxo_gemm_run) */
+    const struct oxo_kernels *wide;
 } oxo_kernels;
 
 /* ---- dispatch (csrc/dispatch.c) ------------------------------------------------------------ */
@@ -313,6 +316,9 @@ void oxo_gemm_peel_mode(int mode);
  * default), never (1) or wherever it fits (2). Results within rounding of each other: its
  * sums run over even and odd k in two chains. */
 void oxo_gemm_pairs_mode(int mode);
+/* Tests only: GEMMs 64 or 128 columns wide with B packed on the wide set (1, by the rule, the
+ * default) or on the full set (0): the same results. */
+void oxo_gemm_allow_wide(int allow);
 
 /* ---- operations (csrc/conv/) ----------------------------------------------------------------
  * 4-D tensors are described by their sizes and element strides, so any NumPy view (Fortran

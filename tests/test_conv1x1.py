@@ -452,6 +452,40 @@ def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, 
         assert same_bits(y, ys[0])
 
 
+# GEMMs 64 or 128 columns wide with B packed (NHWC with F = 64 or 128) run on the wide set's
+# 6 x 64 tile where the ISA has one (AVX-512 float32): every row tail of a 6-row tile, two K
+# blocks, groups (64 filters a group), batches and 1-3 threads. Exact on small integers, and
+# the same bits as the 8 x 48 tile (an element's FMA chain does not depend on the tile).
+WIDE_CASES = [(1, 144, 64, 7, 8, 1), (2, 300, 128, 5, 5, 1), (1, 520, 64, 3, 7, 1), (3, 17, 128, 1, 1, 1),
+              (2, 96, 128, 4, 4, 2), (1, 256, 64, 20, 20, 1)]
+
+
+@pytest.mark.parametrize("n, c, f, h, w, groups", WIDE_CASES, ids=str)
+def test_wide_tile_same_bits(isa, dtype, rng, n, c, f, h, w, groups):
+    from onexone import _core
+
+    wt_shape = (f, c // groups, 1, 1)
+    xi = rng.integers(-4, 5, (n, h, w, c)).astype(dtype)
+    wi = rng.integers(-4, 5, wt_shape).astype(dtype)
+    bi = rng.integers(-64, 65, f).astype(dtype)
+    want = reference.conv1x1_naive(np.ascontiguousarray(xi.transpose(0, 3, 1, 2)), wi, bi, groups=groups,
+                                   activation="relu").transpose(0, 2, 3, 1)
+    xr = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wr = rng.standard_normal(wt_shape).astype(dtype)
+    ys = []
+    try:
+        for allow in (True, False):
+            _core._allow_wide(allow)
+            for nt in (1, 2, 3):
+                y = onexone.conv1x1(xi, wi, bi, groups=groups, layout="NHWC", activation="relu", n_threads=nt)
+                np.testing.assert_array_equal(y, want)
+                ys.append(onexone.conv1x1(xr, wr, bi, groups=groups, layout="NHWC", n_threads=nt))
+    finally:
+        _core._allow_wide(True)
+    for y in ys[1:]:
+        assert same_bits(y, ys[0])
+
+
 # GEMMs at most 24 columns wide whose A is contiguous along K (NHWC with F <= 24) run on the
 # pairs set where the ISA has one (AVX-512 float32): a vector holds 8 columns x 2 steps of K,
 # each sum two FMA chains (even and odd k). Every tile (8 rows x 1-3 vectors, 16 x 1) with row

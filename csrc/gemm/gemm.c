@@ -61,6 +61,8 @@ void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0);
 size_t oxo_gemm_full_k_runs(void) { return atomic_load(&full_k_runs); }
 static atomic_int allow_tall = 1;
 void oxo_gemm_allow_tall(int allow) { atomic_store(&allow_tall, allow != 0); }
+static atomic_int allow_wide = 1;
+void oxo_gemm_allow_wide(int allow) { atomic_store(&allow_wide, allow != 0); }
 static atomic_int pairs_mode = 0; /* 0: by the rule, 1: never, 2: wherever the set fits */
 void oxo_gemm_pairs_mode(int mode) { atomic_store(&pairs_mode, mode); }
 
@@ -577,6 +579,17 @@ int oxo_gemm_run(const oxo_gemm *g)
     const int tall = !pairs && ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
                      (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1);
     if (tall) ks = ks->tall;
+    /* 64 or 128 columns, B packed, A contiguous along K (NHWC with F = 64 or 128): the wide
+     * set's 6 x 64 tile where 512-bit FMAs run at full width. The 8 x 48 grid leaves 16 or
+     * 32 columns to a tile of 1 or 2 vectors, whose 8 or 16 FMAs a step need 8 broadcasts.
+     * Intel core, NHWC, batch 1, 2 threads, alternating processes, 8 x 48 -> 6 x 64 tile:
+     * r50.c2.reduce (F = 64) 246-268 -> 275-325, r50.c3.reduce (128) 299-313 -> 330-354,
+     * incep3a.1x1 (64) 263-280 -> 262-317. Not for wider F (256-2048 0.9-1.1x, mv2.7.last
+     * 0.79-0.93x) nor NCHW (6 x 64 everywhere: 0.80-1.03x). */
+    const int wide = !pairs && !tall && ks->wide && atomic_load_explicit(&allow_wide, memory_order_relaxed) &&
+                     (g->N == 64 || g->N == 128) && g->cs_a == 1 && !g->pack_b && !b_columns_contiguous(g) &&
+                     (!g->cs_c || g->cs_c == 1) && full_width_fmas();
+    if (wide) ks = ks->wide;
 
     plan pl;
     pl.g = g;

@@ -212,7 +212,8 @@ def show_config(mode: str = "stdout"):
             if n
         )
         + "".join(f" (+ {n} for GEMMs at most 16 columns wide)" for n in _core.tall_kernel_names().values() if n)
-        + "".join(f" (+ {n} for NHWC with 17-24 or 5-8 filters)" for n in _core.pairs_kernel_names().values() if n),
+        + "".join(f" (+ {n} for NHWC with 17-24 or 5-8 filters)" for n in _core.pairs_kernel_names().values() if n)
+        + "".join(f" (+ {n} for NHWC with 64 or 128 filters)" for n in _core.wide_kernel_names().values() if n),
         "  OpenMP:     "
         + (f"yes, runtime {t['openmp_runtime']}" if t["openmp"] else "NO (built without OpenMP: single-threaded)"),
         f"  threads:    {t['default']} by default (omp_get_max_threads() = {t['omp_max_threads']}, "

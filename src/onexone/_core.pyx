@@ -29,6 +29,7 @@ cdef extern from "onexone.h" nogil:
         const void *narrow
         const void *tall
         const void *pairs
+        const void *wide
     ctypedef struct oxo_blocking:
         size_t kc, nc
     ctypedef struct oxo_tensor4:
@@ -50,6 +51,7 @@ cdef extern from "onexone.h" nogil:
     void oxo_gemm_narrow_mode(int mode)
     void oxo_gemm_peel_mode(int mode)
     void oxo_gemm_pairs_mode(int mode)
+    void oxo_gemm_allow_wide(int allow)
     void oxo_conv2d_allow_fv(int mode)
     size_t oxo_conv2d_fv_runs()
     int oxo_conv2d_fv_width_ok()
@@ -661,6 +663,20 @@ def pairs_kernel_names():
     return names
 
 
+def wide_kernel_names():
+    """What GEMMs 64 or 128 columns wide with B packed (NHWC with F = 64 or 128) run on, per
+    dtype: the wide set's name, or None where the ISA has none or this core's 512-bit FMAs
+    run at half width (probed once)."""
+    cdef const oxo_kernels *full
+    cdef const oxo_kernels *k
+    names = {}
+    for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
+        full = oxo_kernels_for(oxo_isa_active(), dt)
+        k = <const oxo_kernels *>full.wide
+        names[key] = None if k == NULL or not oxo_probe_full_width(full) else k.name.decode()
+    return names
+
+
 def blocking():
     cdef oxo_blocking b32 = oxo_gemm_blocking(OXO_F32)
     cdef oxo_blocking b64 = oxo_gemm_blocking(OXO_F64)
@@ -679,6 +695,12 @@ def _narrow_mode(mode):
     """Tests only: GEMMs 21-24 columns wide on the half-width set (1), on masked full-width
     tiles (2), or as the FMA probe says (0, the default). The same results either way."""
     oxo_gemm_narrow_mode(int(mode))
+
+
+def _allow_wide(allow):
+    """Tests only: False runs GEMMs 64 or 128 columns wide with B packed (NHWC with F = 64 or
+    128) on the full set's tile instead of the wide set's (the same results)."""
+    oxo_gemm_allow_wide(1 if allow else 0)
 
 
 def _pairs_mode(mode):

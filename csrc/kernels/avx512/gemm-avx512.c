@@ -5,6 +5,9 @@
  * Tile:     broadcast kernel 8 rows x 3 zmm (8x48 f32, 8x24 f64): 24 accumulators,
  *           3 B vectors and 1 broadcast in flight, 28 of the 32 zmm registers.
  *           f32 GEMMs at most 16 columns wide: 16 rows x 1 zmm (the tall set, 16 chains).
+ *           f32 GEMMs of 17-24 or 5-8 columns with A contiguous along K (NHWC): 8 x 3 and
+ *           16 x 1 zmm of 8 columns x 2 steps of K each (the pairs sets, B packed in pairs
+ *           of rows).
  *           dot kernel up to 4 x 4 (16 accumulators).
  *           direct convolution kernel (direct_vec_template.h, oxo_direct_tile): 6 output
  *           channels x 4 zmm of output pixels (6x64 f32, 6x32 f64), masks in k registers;
@@ -228,6 +231,17 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
 #include "../direct_vec_template.h"
 #include "../direct_fv_template.h"
 #include "../dw_vec_template.h"
+/* the wide set: 6 rows x 4 zmm (6 x 64), for GEMMs of 64 or 128 columns with B packed (NHWC with
+ * F = 64 or 128, see oxo_gemm_run), which the 8 x 48 grid cuts into 48 + 16 or 48 + 48 + 32
+ * columns, the last tile of 1 or 2 vectors short of broadcasts' worth of FMAs. Same FMA chains
+ * per element as the 8 x 48 tile. C stored transposed goes through the buffer (never chosen) */
+#define OXO_TILE_MR 6
+#define OXO_TILE_NV 4
+#define OXO_TILE_NO_TSTORE
+#undef OXO_NAME
+#define OXO_NAME(x) oxo_f32_##x##__avx512w
+#include "../gemm_vec_template.h"
+
 /* the tall set: GEMMs at most one vector wide (NHWC with F <= 16, maps of <= 16 pixels), 16
  * rows x 1 zmm, 16 accumulators: the 8 x 48 tile would keep only 8 FMA chains there, each
  * with a broadcast load of its own */
@@ -386,6 +400,10 @@ static const oxo_kernels oxo_f32_kernels_avx512y = {
     "f32-gemm-8x24-avx512y", OXO_MR, OXO_NV * 8, 8, oxo_f32_gemm__avx512y, oxo_f32_dot__avx512y, 4, 4,
     oxo_f32_fma_probe__avx512y, NULL, 0, 0, NULL, NULL};
 
+static const oxo_kernels oxo_f32_kernels_avx512w = {
+    "f32-gemm-6x64-avx512", 6, 64, 16, oxo_f32_gemm__avx512w, oxo_f32_dot__avx512w, 4, 4,
+    oxo_f32_fma_probe__avx512w, NULL, 0, 0, NULL, NULL};
+
 static const oxo_kernels oxo_f32_kernels_avx512t = {
     "f32-gemm-16x16-avx512", 16, 16, 16, oxo_f32_gemm__avx512t, oxo_f32_dot__avx512t, 4, 4,
     oxo_f32_fma_probe__avx512t, NULL, 0, 0, NULL, NULL};
@@ -404,7 +422,7 @@ const oxo_kernels oxo_f32_kernels_avx512 = {
     "f32-gemm-8x48-avx512", OXO_MR, OXO_NV * 16, 16, oxo_f32_gemm__avx512, oxo_f32_dot__avx512, 4, 4, oxo_f32_fma_probe__avx512,
     oxo_f32_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, &oxo_f32_kernels_avx512y, oxo_f32_dw__avx512,
     oxo_f32_direct_fv__avx512, OXO_FV_NP, OXO_FV_NV, oxo_f32_transpose_rows__avx512, &oxo_f32_kernels_avx512t,
-    oxo_f32_phase_row2__avx512, &oxo_f32_kernels_avx512p};
+    oxo_f32_phase_row2__avx512, &oxo_f32_kernels_avx512p, &oxo_f32_kernels_avx512w};
 const oxo_kernels oxo_f64_kernels_avx512 = {
     "f64-gemm-8x24-avx512", OXO_MR, OXO_NV * 8, 8, oxo_f64_gemm__avx512, oxo_f64_dot__avx512, 4, 4, oxo_f64_fma_probe_as_f32__avx512,
     oxo_f64_direct__avx512, OXO_DIRECT_MR, OXO_DIRECT_NV, NULL, oxo_f64_dw__avx512,
