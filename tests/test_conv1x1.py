@@ -456,6 +456,16 @@ def test_one_vector_wide_gemms_on_the_tall_tile(isa, dtype, rng, n, c, f, h, w, 
 # 6 x 64 tile where the ISA has one (AVX-512 float32): every row tail of a 6-row tile, two K
 # blocks, groups (64 filters a group), batches and 1-3 threads. Exact on small integers, and
 # the same bits as the 8 x 48 tile (an element's FMA chain does not depend on the tile).
+def _nhwc_integer_case(rng, dtype, n, c, f, h, w, groups, activation):
+    """Small-integer NHWC x, weight (f, c/groups, 1, 1) and bias, and the exact result."""
+    xi = rng.integers(-4, 5, (n, h, w, c)).astype(dtype)
+    wi = rng.integers(-4, 5, (f, c // groups, 1, 1)).astype(dtype)
+    bi = rng.integers(-64, 65, f).astype(dtype)
+    want = reference.conv1x1_naive(np.ascontiguousarray(xi.transpose(0, 3, 1, 2)), wi, bi, groups=groups,
+                                   activation=activation).transpose(0, 2, 3, 1)
+    return xi, wi, bi, want
+
+
 WIDE_CASES = [(1, 144, 64, 7, 8, 1), (2, 300, 128, 5, 5, 1), (1, 520, 64, 3, 7, 1), (3, 17, 128, 1, 1, 1),
               (2, 96, 128, 4, 4, 2), (1, 256, 64, 20, 20, 1)]
 
@@ -465,11 +475,7 @@ def test_wide_tile_same_bits(isa, dtype, rng, n, c, f, h, w, groups):
     from onexone import _core
 
     wt_shape = (f, c // groups, 1, 1)
-    xi = rng.integers(-4, 5, (n, h, w, c)).astype(dtype)
-    wi = rng.integers(-4, 5, wt_shape).astype(dtype)
-    bi = rng.integers(-64, 65, f).astype(dtype)
-    want = reference.conv1x1_naive(np.ascontiguousarray(xi.transpose(0, 3, 1, 2)), wi, bi, groups=groups,
-                                   activation="relu").transpose(0, 2, 3, 1)
+    xi, wi, bi, want = _nhwc_integer_case(rng, dtype, n, c, f, h, w, groups, "relu")
     xr = rng.standard_normal((n, h, w, c)).astype(dtype)
     wr = rng.standard_normal(wt_shape).astype(dtype)
     ys = []
@@ -504,11 +510,7 @@ def test_pairs_set(isa, dtype, rng, n, c, f, h, w, groups):
     from onexone import _core
 
     wt_shape = (f, c // groups, 1, 1)
-    xi = rng.integers(-4, 5, (n, h, w, c)).astype(dtype)
-    wi = rng.integers(-4, 5, wt_shape).astype(dtype)
-    bi = rng.integers(-64, 65, f).astype(dtype)
-    nchw = np.ascontiguousarray(xi.transpose(0, 3, 1, 2))
-    want = reference.conv1x1_naive(nchw, wi, bi, groups=groups, activation="relu6").transpose(0, 2, 3, 1)
+    xi, wi, bi, want = _nhwc_integer_case(rng, dtype, n, c, f, h, w, groups, "relu6")
     xr = rng.standard_normal((n, h, w, c)).astype(dtype)
     wr = rng.standard_normal(wt_shape).astype(dtype)
     br = rng.standard_normal(f).astype(dtype)

@@ -547,10 +547,11 @@ int oxo_gemm_run(const oxo_gemm *g)
      * Not taken: 9-16 columns (the tall set; pairs 32->16 at 112x112 0.89-0.94x, 96->12 at
      * 56x56 0.77-0.96x, 192->16 at 28x28 0.88-1.1x) and 1-4 (dot products; 256->4 0.70x, 64->2
      * 0.88x, 128->1 0.70x). Zen 4 (FMAs at half width) keeps its narrow ymm set, unmeasured. */
+    /* the shape both the pairs and the wide sets take: NHWC's, with W^T packed per block */
+    const int nhwc_shape = g->cs_a == 1 && !g->pack_b && !b_columns_contiguous(g) && (!g->cs_c || g->cs_c == 1);
     const int pmode = atomic_load_explicit(&pairs_mode, memory_order_relaxed);
     const int pairs_cols = g->N > 16 || (g->N > 4 && g->N <= 8);
-    const int pairs = ks->pairs && pmode != 1 && g->N <= ks->pairs->nr && g->cs_a == 1 && !g->pack_b &&
-                      !b_columns_contiguous(g) && (!g->cs_c || g->cs_c == 1) &&
+    const int pairs = ks->pairs && pmode != 1 && g->N <= ks->pairs->nr && nhwc_shape &&
                       (pmode == 2 || (pairs_cols && full_width_fmas()));
     if (pairs) {
         ks = ks->pairs;
@@ -587,8 +588,7 @@ int oxo_gemm_run(const oxo_gemm *g)
      * incep3a.1x1 (64) 263-280 -> 262-317. Not for wider F (256-2048 0.9-1.1x, mv2.7.last
      * 0.79-0.93x) nor NCHW (6 x 64 everywhere: 0.80-1.03x). */
     const int wide = !pairs && !tall && ks->wide && atomic_load_explicit(&allow_wide, memory_order_relaxed) &&
-                     (g->N == 64 || g->N == 128) && g->cs_a == 1 && !g->pack_b && !b_columns_contiguous(g) &&
-                     (!g->cs_c || g->cs_c == 1) && full_width_fmas();
+                     (g->N == 64 || g->N == 128) && nhwc_shape && full_width_fmas();
     if (wide) ks = ks->wide;
 
     plan pl;

@@ -62,14 +62,19 @@ static size_t transpose16_f32(const float *src, ptrdiff_t sq, size_t kc, size_t 
     return q + transpose4_f32(src + (ptrdiff_t)q * sq, sq, kc, n - q, o + q, ld);
 }
 
+/* Where image b's (b = image * groups + group) row p0 of B starts, in elements from g->B. */
+static ptrdiff_t strided_b_start(const oxo_gemm *g, size_t b, size_t p0)
+{
+    const size_t groups = g->groups > 1 ? g->groups : 1;
+    return (ptrdiff_t)(b / groups) * g->bs_b + (ptrdiff_t)(b % groups) * g->gs_b + (ptrdiff_t)p0 * g->rs_b;
+}
+
 #define OXO_DEFINE_PACK_STRIDED(T, NAME, TRANSPOSE4)                                         \
     void NAME(const void *ctx, size_t b, size_t p0, size_t kc, size_t j0, size_t nc, void *dst, \
               size_t ld, int transposed)                                                       \
     {                                                                                          \
         const oxo_gemm *g = (const oxo_gemm *)ctx;                                             \
-        const size_t groups = g->groups > 1 ? g->groups : 1; /* b is image * groups + group */ \
-        const T *base = (const T *)g->B + (ptrdiff_t)(b / groups) * g->bs_b +                  \
-                        (ptrdiff_t)(b % groups) * g->gs_b + (ptrdiff_t)p0 * g->rs_b;           \
+        const T *base = (const T *)g->B + strided_b_start(g, b, p0);                           \
         const size_t bw = g->b_w ? g->b_w : g->N;                                              \
         T *out = (T *)dst;                                                                     \
         /* walk the columns in runs that stay on one image row */                              \
@@ -108,9 +113,7 @@ void oxo_pack_pairs_f32(const void *ctx, size_t b, size_t p0, size_t kc, size_t 
 {
     (void)transposed;
     const oxo_gemm *g = (const oxo_gemm *)ctx;
-    const size_t groups = g->groups > 1 ? g->groups : 1; /* b is image * groups + group */
-    const float *base = (const float *)g->B + (ptrdiff_t)(b / groups) * g->bs_b +
-                        (ptrdiff_t)(b % groups) * g->gs_b + (ptrdiff_t)p0 * g->rs_b;
+    const float *base = (const float *)g->B + strided_b_start(g, b, p0);
     const size_t bw = g->b_w ? g->b_w : g->N, width = (nc + 7) / 8 * 8, pairs = kc / 2;
     const ptrdiff_t rs = g->rs_b;
     float *out = (float *)dst;

@@ -645,21 +645,29 @@ def tall_kernel_names():
     return names
 
 
+cdef object _name_at_full_width(const oxo_kernels *full, const void *sub):
+    """sub's name where it is a set (not NULL) and this core's 512-bit FMAs run at full width
+    (probed once: what oxo_gemm_run asks of the pairs and wide sets), else None."""
+    cdef const oxo_kernels *k = <const oxo_kernels *>sub
+    if k == NULL or not oxo_probe_full_width(full):
+        return None
+    return k.name.decode()
+
+
 def pairs_kernel_names():
     """What NHWC GEMMs of 17-24 and 5-8 columns run on, per dtype: the names of the pairs sets
     (vectors of 8 columns x 2 steps of K), or None where the ISA has none or this core's
     512-bit FMAs run at half width (probed once)."""
     cdef const oxo_kernels *full
-    cdef const oxo_kernels *k
+    cdef const oxo_kernels *p
     names = {}
     for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
         full = oxo_kernels_for(oxo_isa_active(), dt)
-        k = <const oxo_kernels *>full.pairs
-        if k == NULL or not oxo_probe_full_width(full):
-            names[key] = None
-        else:
-            narrow = <const oxo_kernels *>k.pairs
-            names[key] = k.name.decode() + ("" if narrow == NULL else " and " + narrow.name.decode())
+        p = <const oxo_kernels *>full.pairs
+        name = _name_at_full_width(full, p)
+        if name is not None and p.pairs != NULL:  # and the narrow pairs set after it
+            name += " and " + (<const oxo_kernels *>p.pairs).name.decode()
+        names[key] = name
     return names
 
 
@@ -668,12 +676,10 @@ def wide_kernel_names():
     dtype: the wide set's name, or None where the ISA has none or this core's 512-bit FMAs
     run at half width (probed once)."""
     cdef const oxo_kernels *full
-    cdef const oxo_kernels *k
     names = {}
     for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
         full = oxo_kernels_for(oxo_isa_active(), dt)
-        k = <const oxo_kernels *>full.wide
-        names[key] = None if k == NULL or not oxo_probe_full_width(full) else k.name.decode()
+        names[key] = _name_at_full_width(full, full.wide)
     return names
 
 
