@@ -179,6 +179,7 @@ def test_lazy_until_compute(monkeypatch):
         ((2, 6, 4, 4), (3, 6), None, {"stride": 0}),
         ((2, 6, 4, 4), (3, 6), None, {"activation": "gelu"}),
         ((2, 6, 4, 4), (3, 6), None, {"layout": "CHWN"}),
+        ((2, 6, 4, 4), (3, 6), None, {"n_threads": 0}),
     ],
 )
 def test_errors_match_the_in_memory_call(xshape, wshape, bshape, kw):
@@ -192,7 +193,8 @@ def test_errors_match_the_in_memory_call(xshape, wshape, bshape, kw):
 
 @pytest.mark.parametrize(
     "arg, value, exc",
-    [("dtype", np.float16, TypeError), ("dtype", np.complex64, TypeError), ("groups", 1.5, TypeError)],
+    [("dtype", np.float16, TypeError), ("dtype", np.complex64, TypeError), ("groups", 1.5, TypeError),
+     ("n_threads", 1.5, TypeError), ("n_threads", "2", TypeError)],
 )
 def test_type_errors(arg, value, exc):
     dt = value if arg == "dtype" else np.float32

@@ -22,7 +22,7 @@ except ImportError as e:  # pragma: no cover - exercised only without dask
         "pip install '.[dask]')"
     ) from e
 
-from ._args import check_conv1x1, check_layout
+from ._args import check_conv1x1, check_layout, check_n_threads
 from ._ops import IntOrPair
 from ._ops import conv1x1 as _conv1x1
 
@@ -142,6 +142,7 @@ def conv1x1(
     """
     xd = da.asarray(xd)
     a = _check(xd, weight, bias, activation, stride, groups, layout)
+    check_n_threads(n_threads, 1)  # bad values raise now, not in a task at compute time
     channel_axis, spatial = _axes(xd.ndim, a.nhwc)
     if xd.numblocks[channel_axis] > 1:
         xd = xd.rechunk({channel_axis: -1})
