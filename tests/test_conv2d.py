@@ -494,8 +494,11 @@ FV_LAYERS = [
     ("small-map", 1, 264, 56, 14, 14, 3, 3, 1, 1, 1),
     ("batch-of-small-maps", 2, 260, 64, 10, 10, 3, 3, 1, 1, 1),
     # on one thread each unit packs its own block into the thread's scratch; on 2 and 3,
-    # row parts share the blocks, packed in a pass before the tiles
+    # row parts share the blocks, each thread packing the blocks it runs
     ("pack-in-unit", 1, 256, 64, 20, 20, 3, 3, 1, 1, 1),
+    # a batch: on one thread W (1.3 MB) packed in a pass (where it fits in half of L2) or
+    # block by block, images in block order; on 2 and 3 threads block by block
+    ("batch-in-block-order", 2, 520, 70, 10, 10, 3, 3, 1, 1, 1),
     # 7 blocks (the last 8 channels of 32): each unit packs its block on 1, 2 and 3 threads,
     # every thread into its own scratch
     ("pack-in-unit-threads", 1, 96, 200, 14, 14, 3, 3, 1, 1, 1),

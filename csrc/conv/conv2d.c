@@ -557,7 +557,11 @@ typedef struct fvrun {
                                  a slot per block, or with pack_in_unit per thread */
     int by_rows;              /* taps in W's order and W's columns contiguous: ks->transpose_rows */
     size_t r_parts, units;
-    int pack_in_unit;         /* each unit is a whole block: it packs its weights first */
+    int pack_in_unit;         /* a unit packs its block's weights first, into its thread's slot,
+                               * unless the slot holds them already (held[tid]); the units are
+                               * then in block order (block, image, rows), else (image, block,
+                               * rows) */
+    size_t *held;             /* [threads]: the block in each thread's slot, or SIZE_MAX */
     atomic_size_t next_pack, next;
 } fvrun;
 
@@ -655,19 +659,23 @@ static void fv_pack_thread(void *arg, int tid)
     }
 }
 
-/* Unit u: image b, block j (of all groups' blocks), output rows [h0, h1). */
+/* Unit u: image b, block j (of all groups' blocks), output rows [h0, h1); see pack_in_unit for
+ * the order. A thread takes its units in increasing order, so it packs a block at most once. */
 static void fv_unit(const fvrun *r, size_t u, int tid)
 {
     const dplan *p = r->p;
     const oxo_conv2d_geom *g = p->g;
-    const size_t b = u / (r->gblocks * r->r_parts), j = u / r->r_parts % r->gblocks, rr = u % r->r_parts;
+    const size_t rr = u % r->r_parts, v = u / r->r_parts; /* v: (image, block) or (block, image) */
+    const size_t b = r->pack_in_unit ? v % p->n : v / r->gblocks;
+    const size_t j = r->pack_in_unit ? v / p->n : v % r->gblocks;
     size_t nf;
     const size_t f0 = fv_first_row(r, j, &nf), q = j / r->blocks;
     const size_t h0 = g->ho * rr / r->r_parts, h1 = g->ho * (rr + 1) / r->r_parts;
     const size_t es = p->es, np = p->ks->direct_fv_np;
-    if (r->pack_in_unit) {
+    if (r->pack_in_unit && r->held[tid] != j) {
         const size_t cchunks = cdiv(p->c, OXO_FV_PACK_C);
         for (size_t cc = 0; cc < cchunks; cc++) fv_pack(r, j * cchunks + cc, tid);
+        r->held[tid] = j;
     }
     oxo_direct_fv_tile t = {
         .m = nf, .c = p->c, .runs = r->runs, .run = r->run, .run2 = r->run2,
@@ -761,18 +769,29 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t runs, size
     const size_t want = (size_t)nt * OXO_FV_UNITS_PER_THREAD, have = p->n * r.gblocks;
     r.r_parts = nt > 1 && have < want ? min_sz(cdiv(want, have), p->g->ho) : 1;
     r.units = have * r.r_parts;
-    /* Where every unit is a whole block (one image, no row parts), the unit packs its
-     * block's weights itself, right before its tiles read them, into its thread's one block
-     * of scratch: no separate pass, and both the packed block (294 KiB for r50.c4.3x3) and
-     * the lines it is written to stay in L2. Alternating calls, 2 / 1 threads, packing pass
-     * -> in the unit (each block to its own place): r50.c4.3x3 1.10-1.11x / 1.03-1.04x,
-     * r50.c3.3x3 1.03-1.04x / 1.00x, incep3a.3x3 1.01-1.03x / 0.99x, 128->128 at 14x14
-     * 0.95-0.97x on 2 threads; then into the thread's block instead (the lines of a block's
-     * own place came from L3: r50.c4.3x3's packing took 15% of its time on one thread, 8%
-     * now): r50.c4.3x3 1.08x / 1.08-1.09x, r50.c3.3x3 1.00x /
-     * 1.02x, incep3a.3x3 1.02x / 1.01x, 128->128, 160->160 and 192->192 at 14x14 1.05-1.08x
-     * / 1.05-1.10x against the pass. */
-    r.pack_in_unit = p->n == 1 && r.r_parts == 1;
+    /* The units pack their blocks' weights themselves, right before their tiles read them,
+     * into their thread's one block of scratch (see fv_unit), and take the blocks in order:
+     * no separate pass, and a packed block (294 KiB for r50.c4.3x3) and the lines it is
+     * written to stay in the L2 of the core that reads it, for all the block's images and
+     * rows. A thread packs each block it runs (at most all of W per thread, where several
+     * threads share a block's images or rows). First for one image, each unit a whole block:
+     * alternating calls, 2 / 1 threads, packing pass -> in the unit (each block to its own
+     * place): r50.c4.3x3 1.10-1.11x / 1.03-1.04x, r50.c3.3x3 1.03-1.04x / 1.00x, incep3a.3x3
+     * 1.01-1.03x / 0.99x, 128->128 at 14x14 0.95-0.97x on 2 threads; then into the thread's
+     * block instead (the lines of a block's own place came from L3: r50.c4.3x3's packing
+     * took 15% of its time on one thread, 8% now): r50.c4.3x3 1.08x / 1.08-1.09x, r50.c3.3x3
+     * 1.00x / 1.02x, incep3a.3x3 1.02x / 1.01x, 128->128, 160->160 and 192->192 at 14x14
+     * 1.05-1.08x / 1.05-1.10x against the pass. Then everywhere on several threads, and on
+     * one where W exceeds half of L2 (its packed blocks, packed in a pass, then came from L3
+     * for every image): an Intel core with two FMA units, alternating calls in one process,
+     * the same bits, pass -> in the unit: 2 threads, batch 1, where blocks are split by rows
+     * (fewer blocks than 2 a thread): r50.c2.3x3 1.03x, the stem 1.01x, 256->64 at 28x28
+     * 1.05x, 512->64 at 14x14 1.19x, 512->96 at 28x28 1.03x, 1024->64 at 14x14 1.03x; batch 8:
+     * r50.c2.3x3 1.04x, c3 1.02x, c4 1.03x, c5 1.22x, incep3a.3x3 1.02x, the stem 1.04x (batch
+     * 3: c2 1.04x, c4 1.05x, c5 1.24x); 1 thread, batch 8: c4 1.04x, c5 1.28x, but c3 0.96x,
+     * the stem 0.98x, c2 and incep3a.3x3 1.00x (W within half of L2: the pass stays there). */
+    const double w_bytes = (double)r.gblocks * (double)r.k * (double)r.block * (double)p->es;
+    r.pack_in_unit = nt > 1 || p->n == 1 || w_bytes > 0.5 * (double)oxo_l2_bytes();
     /* Not kept: each thread claiming its next unit ahead, and the tiles fetching that unit's
      * raw W into L2 on the way (a prefetch per (channel, run) step in the kernel's loop,
      * behind a count). Measured against the same build with the count at 0 it gave
@@ -782,9 +801,12 @@ static int run_fv(const dplan *p, int nt, const size_t *order, size_t runs, size
     /* the packed weights: every block's, or one block (and its bias) a thread */
     const size_t slots = r.pack_in_unit ? (size_t)nt : r.gblocks;
     if (r.k && slots > (size_t)-1 / r.k / r.block / p->es / 2) return OXO_ENOMEM;
-    r.wp = oxo_scratch_alloc(slots * (r.k + (p->bias ? 1 : 0)) * r.block * p->es);
+    const size_t wp_bytes = slots * (r.k + (p->bias ? 1 : 0)) * r.block * p->es;
+    r.wp = oxo_scratch_alloc(wp_bytes + (size_t)nt * sizeof(size_t));
     if (!r.wp) return OXO_ENOMEM;
     r.bp = p->bias ? r.wp + slots * r.k * r.block * p->es : NULL;
+    r.held = (size_t *)(r.wp + wp_bytes);
+    for (int t = 0; t < nt; t++) r.held[t] = SIZE_MAX;
     atomic_init(&r.next_pack, 0);
     /* all threads, even for a few units: a worker left idle now falls asleep, and on some
      * machines wakes too late for the tiles (r50.c3.3x3, 2 threads: the tiles took as long
