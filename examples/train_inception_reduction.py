@@ -29,6 +29,7 @@ CLASSES = 4
 CHANNELS, HEIGHT, WIDTH = 16, 8, 8
 REDUCED, FEATURES = 4, 8  # channels after the 1x1 reduction, after the 3x3 conv
 KERNEL = 3  # of the conv after the reduction
+TRAIN_IMAGES = 1024  # the training set; each step samples a minibatch of it
 
 
 def class_colours(seed: int) -> np.ndarray:
@@ -89,7 +90,7 @@ def main(steps: int = 200, seed: int = 0, lr: float = 0.1, batch: int = 32,
     each step (printed as it goes, with the held-out accuracy at the end, when ``verbose``)."""
     rng = np.random.default_rng(seed)
     colours = class_colours(seed)
-    x_train, y_train = make_data(rng, colours, 1024)
+    x_train, y_train = make_data(rng, colours, TRAIN_IMAGES)
     params = init_params(rng)
     losses = []
     for step in range(steps):
@@ -108,12 +109,27 @@ def main(steps: int = 200, seed: int = 0, lr: float = 0.1, batch: int = 32,
     return losses
 
 
+def _int_in(lo: int, hi: Optional[int] = None):
+    """An argparse type: an int in [lo, hi] (a usage error otherwise, not a traceback)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"expected an int from {lo}" + (f" to {hi}" if hi else " up")
+                                             + f", got {text!r}")
+        return n
+    return parse
+
+
 def _cli(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=_int_in(1), default=200)
+    ap.add_argument("--seed", type=_int_in(0), default=0)
     ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=_int_in(1, TRAIN_IMAGES), default=32,
+                    help=f"images per step, at most the {TRAIN_IMAGES} training images")
     args = ap.parse_args(argv)
     main(steps=args.steps, seed=args.seed, lr=args.lr, batch=args.batch)
 

@@ -118,6 +118,38 @@ def test_strided_weight_gradient_reads_x_in_place(rng, layout):
     np.testing.assert_allclose(gw, want, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("op, kernel", [("conv1x1_backward", 1), ("conv2d_backward", 3)])
+def test_backward_allocates_no_forward_result(rng, op, kernel):
+    """The backward pass writes no y: asked only for grad_b (or grad_w), it allocates nothing
+    of y's size (the argument checks take y's shape, not its memory)."""
+    x = rng.standard_normal((2, 8, 64, 64)).astype(np.float32)
+    weight = rng.standard_normal((64, 8, kernel, kernel)).astype(np.float32)
+    pad = {} if kernel == 1 else {"padding": 1}
+    gy = rng.standard_normal((2, 64, 64, 64)).astype(np.float32)  # 2 MiB, y's size
+    fn = getattr(onexone, op)
+    for need in (("b",), ("w",)):
+        fn(gy, x, weight, need=need, **pad)
+        tracemalloc.start()
+        got = fn(gy, x, weight, need=need, **pad)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < gy.nbytes // 4, f"{op} need={need}: peak allocation {peak} bytes, y is {gy.nbytes}"
+        want = getattr(reference, op)(gy, x, weight, need=need, **pad)
+        for g, r in zip(got, want):
+            assert (g is None) == (r is None)
+            if g is not None:
+                np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-2)
+
+
+def test_backward_of_a_kxk_weight_names_conv2d_backward():
+    """conv1x1_backward given a 3x3 weight points to conv2d_backward, not the forward op."""
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match=r"use onexone\.conv2d_backward for kernels larger"):
+        onexone.conv1x1_backward(np.zeros((1, 3, 5, 5), np.float32), x, np.zeros((3, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"use onexone\.conv2d for kernels larger"):
+        onexone.conv1x1(x, np.zeros((3, 2, 3, 3), np.float32))
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_gapped_grad_y_and_x(isa, dtype, rng, layout):
     """grad_y and x whose pixel rows have gaps (crops of larger arrays): exact, no copy needed."""

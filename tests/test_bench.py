@@ -140,6 +140,7 @@ def test_measure_pair_alternates_the_order():
     ("bench", ["--repeats", "-1"], "--repeats"),
     ("bench", ["--rounds", "0"], "--rounds"),
     ("demo", ["--threads", "0"], "--threads"),
+    ("demo", ["--seed", "-1"], "--seed"),
 ])
 def test_cli_rejects_bad_counts_as_usage_errors(module, args, option, capsys):
     """A bad count on the command line is a usage error (exit status 2, the option named),
@@ -152,6 +153,47 @@ def test_cli_rejects_bad_counts_as_usage_errors(module, args, option, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}:" in err and repr(args[1]) in err
+
+
+@pytest.mark.parametrize("option, path, says", [
+    ("--json", "{missing}/x.json", "does not exist"),
+    ("--json", "{tmp}", "is a folder"),
+    ("--plot", "{missing}/x.png", "does not exist"),
+    ("--plot", "{tmp}/x.txt", "ending in .png"),
+    ("--plot", "{tmp}/no_extension", "ending in .png"),
+])
+def test_cli_rejects_output_paths_it_cannot_write_before_the_run(option, path, says, tmp_path, capsys,
+                                                                 monkeypatch):
+    """--json and --plot paths that cannot be written are usage errors before the run (which
+    takes minutes), not a traceback after it that loses the table."""
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    from onexone import bench
+
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("the run started"))
+    path = path.format(tmp=tmp_path, missing=tmp_path / "missing")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--layers", "incep3a.5x5red", "--quick", option, path])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option} {path}: " in err and says in err
+
+
+def test_cli_prints_the_table_before_saving(tmp_path, capsys, monkeypatch):
+    """The table is printed first; a file that then cannot be written is an error naming it
+    (exit status 1), not a traceback, and the figures are on the screen."""
+    from onexone import bench
+
+    results = bench.run(["incep3a.5x5red"], repeats=2, rounds=1, relu=False, progress=False, quick=True)
+    monkeypatch.setattr(bench, "run", lambda *a, **k: results)
+    target = tmp_path / "gone" / "x.json"
+    monkeypatch.setattr(bench, "_output_path_problem", lambda path, plot: None)  # vanishes after the check
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--layers", "incep3a.5x5red", "--json", str(target)])
+    assert e.value.code == 1
+    out, err = capsys.readouterr()
+    assert "incep3a.5x5red" in out and "geometric mean" in out
+    assert "could not save the results" in err and str(target) in err
 
 
 def test_negative_threads_count_back_from_all_cores():

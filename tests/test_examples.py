@@ -26,3 +26,16 @@ def test_train_inception_reduction_loss_falls(capsys):
     assert accuracy > 0.8
     # deterministic: onexone's results do not depend on the thread count or timing
     assert example.main(steps=100, seed=0, verbose=False) == losses
+
+
+def test_train_inception_reduction_rejects_bad_arguments(capsys):
+    """Out-of-range counts are usage errors naming the option, not tracebacks or no-ops."""
+    import pytest
+
+    example = _load("train_inception_reduction")
+    for args in (["--batch", "0"], ["--batch", str(example.TRAIN_IMAGES + 1)], ["--steps", "-3"],
+                 ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            example._cli(args)
+        assert e.value.code == 2
+        assert f"argument {args[0]}:" in capsys.readouterr().err

@@ -736,11 +736,14 @@ int oxo_gemm_run(const oxo_gemm *g)
                     16 * k_tile * pl.es <= (32u << 10);
 
     /* One allocation for every thread's scratch: a packed B block and the tail columns. */
-    pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
-    size_t bpack_bytes = pl.pack_b ? round_up((pl.full_k ? g->K : pl.kc) * pl.pack_ld * pl.es, 64) : 0;
+    const size_t k_block = pl.full_k ? g->K : pl.kc;
+    size_t bpack_bytes;
     if (pairs) { /* half as many rows, each 2 x the columns rounded up to a vector's 8 */
         pl.pack_ld = 2 * round_up(g->N, 8);
-        bpack_bytes = round_up(cdiv(pl.full_k ? g->K : pl.kc, 2) * pl.pack_ld * pl.es, 64);
+        bpack_bytes = round_up(cdiv(k_block, 2) * pl.pack_ld * pl.es, 64);
+    } else {
+        pl.pack_ld = round_up((pl.full_k ? min_size(round_up(g->N, lanes), OXO_NC) : OXO_NC) + lanes, 16);
+        bpack_bytes = pl.pack_b ? round_up(k_block * pl.pack_ld * pl.es, 64) : 0;
     }
     const size_t tpack_bytes = pl.n_main < g->N ? round_up(ks->lanes * pl.tail_ld * pl.es, 64) : 0;
     const size_t per_thread = bpack_bytes + tpack_bytes;

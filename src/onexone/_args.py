@@ -122,6 +122,11 @@ def cli_positive_int(text: str) -> int:
     return _cli_int(text, lambda n: n >= 1, "an int >= 1")
 
 
+def cli_nonnegative_int(text: str) -> int:
+    """argparse type of seeds: an int >= 0."""
+    return _cli_int(text, lambda n: n >= 0, "an int >= 0")
+
+
 def check_activation(activation) -> int:
     try:
         return ACTIVATIONS[activation]
@@ -301,7 +306,7 @@ def _weight_2d(weight: np.ndarray, op: str) -> np.ndarray:
             raise ValueError(
                 f"{op} expects a weight of shape (F, C, 1, 1) or (F, C), got weight of shape "
                 f"{weight.shape} (a {weight.shape[2]}x{weight.shape[3]} kernel; "
-                "use onexone.conv2d for kernels larger than 1x1)"
+                f"use onexone.{op.replace('conv1x1', 'conv2d')} for kernels larger than 1x1)"
             )
         return weight[:, :, 0, 0]
     if weight.ndim == 2:
@@ -447,7 +452,9 @@ def _padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
 
 
 def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, algorithm,
-                 groups=1, op: str = "conv2d") -> Conv2dArgs:
+                 groups=1, op: str = "conv2d", allocate: bool = True) -> Conv2dArgs:
+    """The checked arguments of a KxK convolution; allocate=False as in :func:`check_conv1x1`
+    (the backward pass: ``result`` and ``out`` are zero-stride views of y's shape)."""
     x, weight, bias, dtype = _operands(x, weight, bias)
     act = check_activation(activation)
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
@@ -487,7 +494,11 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
 
     shape = (f, ho, wo) if single else (n, f, ho, wo)
-    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    if allocate:
+        out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
+    else:
+        out = np.broadcast_to(np.zeros((), dtype), shape)
+        out4, writeback = (out[None] if single else out), None
 
     return Conv2dArgs(
         x=for_kernel(x4, dtype),

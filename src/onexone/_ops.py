@@ -392,7 +392,7 @@ def conv2d_backward(
     """
     wanted = check_need(need)
     a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
-                     op="conv2d_backward")
+                     op="conv2d_backward", allocate=False)
     gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
     nt = check_n_threads(n_threads, get_num_threads())

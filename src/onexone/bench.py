@@ -85,6 +85,7 @@ __all__ = [
     "QUICK",
     "run",
     "format_table",
+    "save",
     "plot_roofline",
     "main",
 ]
@@ -712,6 +713,13 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
         _summarize_layer(row, peak)
     results["summary"] = _summarize(results["layers"], kxk)
     results["busy_after"] = _warn_if_busy(busy_fraction(), progress)
+    save(results, json_path, plot_path, roofs, progress)
+    return results
+
+
+def save(results: dict, json_path: Optional[str] = None, plot_path: Optional[str] = None,
+         roofs: Optional[Dict[str, float]] = None, progress: bool = True) -> None:
+    """Save :func:`run`'s ``results`` as JSON and draw their roofline (either path may be None)."""
     if json_path:
         with open(json_path, "w") as fh:
             json.dump(results, fh, indent=1)
@@ -719,7 +727,6 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
     if plot_path:
         plot_roofline(results, plot_path, roofs)
         _log(progress, f"saved {plot_path}")
-    return results
 
 
 def _warn_if_busy(busy: Optional[float], progress: bool) -> Optional[float]:
@@ -1061,15 +1068,49 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone be
             import matplotlib  # noqa: F401
         except ImportError:
             p.error("--plot needs matplotlib: pip install matplotlib (or 'onexone[bench]')")
+    # the output paths are checked before the run, which takes minutes, and written after
+    # the table is printed, so that a file that cannot be written loses no figures
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        problem = path and _output_path_problem(path, plot=option == "--plot")
+        if problem:
+            p.error(f"{option} {path}: {problem}")
     try:
         layers = select_layers(args.layers, args.kxk)
     except ValueError as e:
         p.error(str(e))
-    results = run([l.name for l in layers], batch=args.batch, threads=args.threads,
-                  repeats=args.repeats, rounds=args.rounds, relu=args.relu, json_path=args.json, plot_path=args.plot,
-                  progress=not args.quiet, quick=args.quick, roofs=args.roofs, kxk=args.kxk)
+    try:
+        results = run([l.name for l in layers], batch=args.batch, threads=args.threads,
+                      repeats=args.repeats, rounds=args.rounds, relu=args.relu,
+                      progress=not args.quiet, quick=args.quick, roofs=args.roofs, kxk=args.kxk)
+    except MemoryError as e:
+        p.exit(1, f"{p.prog}: error: not enough memory for --batch {args.batch}: {e}\n")
     print(format_table(results))
+    try:
+        save(results, args.json, args.plot, args.roofs, progress=not args.quiet)
+    except (OSError, ValueError) as e:
+        p.exit(1, f"{p.prog}: error: could not save the results: {e}\n")
     return 0
+
+
+def _output_path_problem(path: str, plot: bool) -> Optional[str]:
+    """Why ``path`` cannot be written (a missing or read-only folder, a folder, a plot format
+    matplotlib does not know), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    if plot:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        formats = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        if ext not in formats:
+            return f"give a file name ending in .png (or another format matplotlib writes: .{', .'.join(formats)})"
+    return None
 
 
 if __name__ == "__main__":

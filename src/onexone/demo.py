@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._args import check_n_threads, cli_threads
+from ._args import check_n_threads, cli_nonnegative_int, cli_threads
 
 __all__ = [
     "conv_flops",
@@ -435,7 +435,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone de
     p.add_argument("--threads", type=cli_threads, default=None,
                    help="threads (default: all usable cores; -1 all, -2 all but one)")
     p.add_argument("--quick", action="store_true", help="fewer timing samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights")
+    p.add_argument("--seed", type=cli_nonnegative_int, default=0, help="seed of the random inputs and weights")
     args = p.parse_args(argv)
     print(format_tables(run(threads=args.threads, quick=args.quick, seed=args.seed)), end="")
     return 0

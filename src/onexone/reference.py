@@ -164,7 +164,7 @@ def conv1x1_backward(
 
     wanted = check_need(need)
     a = check_conv1x1(x, weight, None, None, None, stride, groups, layout,
-                      op="reference.conv1x1_backward")
+                      op="reference.conv1x1_backward", allocate=False)
     check_n_threads(n_threads, 1)
     gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
@@ -337,7 +337,7 @@ def conv2d_backward(
 
     wanted = check_need(need)
     a = check_conv2d(x, weight, None, stride, padding, dilation, None, None, "auto", groups,
-                     op="reference.conv2d_backward")
+                     op="reference.conv2d_backward", allocate=False)
     check_n_threads(n_threads, 1)
     gy = check_grad_y(grad_y, a.result.shape, x, weight)
     dtype = result_dtype(grad_y=gy, x=a.x, weight=a.w)
