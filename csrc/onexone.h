@@ -41,7 +41,9 @@ typedef enum { OXO_ISA_SCALAR = 0, OXO_ISA_AVX2 = 1, OXO_ISA_AVX512 = 2, OXO_ISA
  * with rs_c 1, C is written transposed: y^T computed into an NHWC y). The sum over p is one sequential fused
  * multiply-add chain per element, starting from 0 (or from C when OXO_TILE_ACCUM is set),
  * so an element's value depends only on K's block boundaries, never on the tile it lands in,
- * the ISA's vector width or the thread that computes it.
+ * the ISA's vector width or the thread that computes it. With OXO_TILE_ADDC instead, the
+ * block's chain starts from 0 and C + (the block's sum) is stored: blocked summation, for the
+ * long reductions of the weight gradient (a sum over every pixel of every image).
  * Edge tiles (m < MR, n < NR) neither read nor write past the m x n tile: B and C columns
  * past n are masked.
  * With OXO_TILE_FINAL the epilogue adds the bias (per row or per column of C) and then
@@ -51,6 +53,7 @@ enum {
     OXO_TILE_FINAL = 2, /* add bias, apply activation */
     OXO_TILE_PREFETCH_B = 4, /* per row p of B read, prefetch NR columns at b + pf_off + p*rs_b */
     OXO_TILE_PREFETCH_A = 8, /* 16-row tiles of the tall set: fetch the next 16 rows of A (a hint) */
+    OXO_TILE_ADDC = 16, /* C += (A B from 0): C added once, after the block's chain */
 };
 enum { OXO_BIAS_NONE = 0, OXO_BIAS_ROW = 1, OXO_BIAS_COL = 2 };
 

@@ -120,6 +120,21 @@ OXO_NAME(gemm_load_strided_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *
     }
 }
 
+/* The tile's C into registers (OXO_TILE_ACCUM, OXO_TILE_ADDC): rows of C contiguous or not. */
+static inline __attribute__((always_inline)) void
+OXO_NAME(gemm_load_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], const OXO_T *c, const ptrdiff_t rs_c, const ptrdiff_t cs_c,
+                      const size_t n, const OXO_M tail, const int MR, const int NV)
+{
+    if (cs_c != 1) {
+        OXO_NAME(gemm_load_strided_c)(acc, c, rs_c, cs_c, n, MR, NV);
+        return;
+    }
+    OXO_UNROLL for (int i = 0; i < MR; i++) {
+        OXO_UNROLL for (int v = 0; v < NV - 1; v++) acc[i][v] = OXO_LOAD(c + i * rs_c + v * OXO_L);
+        acc[i][NV - 1] = OXO_LOADM(tail, c + i * rs_c + (NV - 1) * OXO_L);
+    }
+}
+
 static inline __attribute__((always_inline)) void
 OXO_NAME(gemm_store_strided_c)(OXO_V acc[OXO_TILE_MR][OXO_TILE_NV], OXO_T *c, const ptrdiff_t rs_c,
                                const ptrdiff_t cs_c, const size_t n, const int MR, const int NV)
@@ -151,13 +166,8 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV, const int pre
     const OXO_M tail = OXO_MASK((int)(t->n - (size_t)(NV - 1) * OXO_L));
 
     OXO_V acc[OXO_TILE_MR][OXO_TILE_NV]; /* fixed sizes: constant indices after unrolling stay in registers */
-    if ((t->flags & OXO_TILE_ACCUM) && t->cs_c != 1) {
-        OXO_NAME(gemm_load_strided_c)(acc, c, rs_c, t->cs_c, t->n, MR, NV);
-    } else if (t->flags & OXO_TILE_ACCUM) {
-        OXO_UNROLL for (int i = 0; i < MR; i++) {
-            OXO_UNROLL for (int v = 0; v < NV - 1; v++) acc[i][v] = OXO_LOAD(c + i * rs_c + v * OXO_L);
-            acc[i][NV - 1] = OXO_LOADM(tail, c + i * rs_c + (NV - 1) * OXO_L);
-        }
+    if (t->flags & OXO_TILE_ACCUM) {
+        OXO_NAME(gemm_load_c)(acc, c, rs_c, t->cs_c, t->n, tail, MR, NV);
     } else {
         OXO_UNROLL for (int i = 0; i < MR; i++) {
             OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ZERO();
@@ -177,6 +187,13 @@ OXO_NAME(gemm_tile)(const oxo_tile *t, const int MR, const int NV, const int pre
     else if (prefetch_a) OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 1, 0);
     else OXO_NAME(gemm_loop)(acc, a, rs_a, b, rs_b, cs_a, k, tail, MR, NV, 0, 0, 0, 0);
 
+    if (t->flags & OXO_TILE_ADDC) {
+        OXO_V cv[OXO_TILE_MR][OXO_TILE_NV];
+        OXO_NAME(gemm_load_c)(cv, c, rs_c, t->cs_c, t->n, tail, MR, NV);
+        OXO_UNROLL for (int i = 0; i < MR; i++) {
+            OXO_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = OXO_ADD(cv[i][v], acc[i][v]);
+        }
+    }
     if (t->flags & OXO_TILE_FINAL) {
         const OXO_T *bias = (const OXO_T *)t->bias;
         if (t->bias_mode == OXO_BIAS_ROW) {
@@ -351,7 +368,7 @@ OXO_NAME(dot_tile)(const oxo_dot_tile *t, const int MR, const int NR)
         OXO_UNROLL for (int j = 0; j < NR; j++) {
             OXO_T *cij = c + i * t->rs_c + j * t->cs_c;
             OXO_T s = sums[i][j];
-            if (t->flags & OXO_TILE_ACCUM) s = *cij + s;
+            if (t->flags & (OXO_TILE_ACCUM | OXO_TILE_ADDC)) s = *cij + s;
             if (t->flags & OXO_TILE_FINAL) {
                 if (t->bias_mode == OXO_BIAS_ROW) s += bias[i];
                 else if (t->bias_mode == OXO_BIAS_COL) s += bias[j];

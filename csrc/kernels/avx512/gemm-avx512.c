@@ -263,7 +263,8 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
  * columns: 16), one B vector per 8 columns and 1 broadcast.
  * Each element's sum is two FMA chains, over its even and its odd k, added at the end of the
  * block (even + odd; then bias and activation on the last block). A block that continues
- * C (OXO_TILE_ACCUM) starts the even chain from C's value. An odd K's last step is an FMA
+ * C (OXO_TILE_ACCUM) starts the even chain from C's value; with OXO_TILE_ADDC, C is added to
+ * the block's sum (even + odd). An odd K's last step is an FMA
  * under the even lanes' mask (nothing past A's row is read). */
 static inline __attribute__((always_inline)) void
 oxo_f32_gemm_pairs_tile(const oxo_tile *t, const int MR, const int NV)
@@ -318,6 +319,10 @@ oxo_f32_gemm_pairs_tile(const oxo_tile *t, const int MR, const int NV)
             o0 = _mm512_add_ps(_mm512_permutexvar_ps(ev, acc[i][0]), _mm512_permutexvar_ps(od, acc[i][0]));
         }
         if (NV == 3) o1 = _mm512_add_ps(_mm512_permutexvar_ps(ev, acc[i][2]), _mm512_permutexvar_ps(od, acc[i][2]));
+        if (t->flags & OXO_TILE_ADDC) {
+            o0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * rs_c), o0);
+            if (NV == 3) o1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * rs_c + 16), o1);
+        }
         if (t->flags & OXO_TILE_FINAL) {
             if (t->bias_mode == OXO_BIAS_ROW) {
                 o0 = _mm512_add_ps(o0, _mm512_set1_ps(bias[i]));

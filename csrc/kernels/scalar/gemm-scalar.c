@@ -45,6 +45,7 @@
         for (size_t i = 0; i < m; i++)                                                         \
             for (size_t j = 0; j < n; j++) {                                                   \
                 T s = acc[i][j];                                                               \
+                if (t->flags & OXO_TILE_ADDC) s = c[i * t->rs_c + j * t->cs_c] + s;            \
                 if (t->flags & OXO_TILE_FINAL) {                                               \
                     if (t->bias_mode == OXO_BIAS_ROW) s += bias[i];                            \
                     else if (t->bias_mode == OXO_BIAS_COL) s += bias[j];                       \
@@ -64,7 +65,7 @@
                 T s = 0;                                                                       \
                 for (size_t p = 0; p < t->k; p++) s = FMA(ai[p], bj[p], s);                    \
                 T *cij = c + (ptrdiff_t)i * t->rs_c + (ptrdiff_t)j * t->cs_c;                  \
-                if (t->flags & OXO_TILE_ACCUM) s = *cij + s;                                   \
+                if (t->flags & (OXO_TILE_ACCUM | OXO_TILE_ADDC)) s = *cij + s;                 \
                 if (t->flags & OXO_TILE_FINAL) {                                               \
                     if (t->bias_mode == OXO_BIAS_ROW) s += bias[i];                            \
                     else if (t->bias_mode == OXO_BIAS_COL) s += bias[j];                       \
