@@ -200,6 +200,34 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+#ifdef __linux__
+/* Under OMP_PROC_BIND or OMP_PLACES, libgomp binds the initial thread to its first place when
+ * it loads, and a new thread inherits its creator's CPU mask: every worker would share that
+ * one core (2 threads ran as slowly as 1). Bind worker tid where OpenMP binds thread tid of a
+ * team ("close"): the place tid after the creating thread's. Without binding, nothing. */
+static void bind_like_openmp(pthread_t thread, int tid)
+{
+    if (omp_get_proc_bind() == omp_proc_bind_false) return;
+    const int places = omp_get_num_places();
+    if (places <= 0) return;
+    const int here = omp_get_place_num(); /* -1: the creating thread is not bound */
+    const int place = ((here < 0 ? 0 : here) + tid) % places;
+    const int nprocs = omp_get_place_num_procs(place);
+    if (nprocs <= 0) return;
+    int *ids = (int *)malloc((size_t)nprocs * sizeof *ids);
+    if (!ids) return;
+    omp_get_place_proc_ids(place, ids);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < nprocs; i++)
+        if (ids[i] >= 0 && ids[i] < CPU_SETSIZE) CPU_SET(ids[i], &set);
+    free(ids);
+    if (CPU_COUNT(&set) > 0) pthread_setaffinity_np(thread, sizeof set, &set);
+}
+#else
+static void bind_like_openmp(pthread_t thread, int tid) { (void)thread, (void)tid; }
+#endif
+
 /* Make sure workers 1..n-1 exist; returns how many threads can run (<= n). */
 static int grow(int n)
 {
@@ -220,6 +248,7 @@ static int grow(int n)
             free(w);
             break;
         }
+        bind_like_openmp(w->thread, w->tid);
         pool.workers[pool.nworkers++] = w;
     }
     return pool.nworkers + 1 < n ? pool.nworkers + 1 : n;

@@ -147,6 +147,34 @@ def test_default_threads_are_all_usable_cores():
     assert n == (len(os.sched_getaffinity(0)) if cfg["openmp"] else 1)
 
 
+_BOUND_WORKERS = """
+import os, numpy as np, onexone
+x = np.ones((1, 64, 64, 64), np.float32); w = np.ones((32, 64, 1, 1), np.float32)
+before = set(int(t) for t in os.listdir("/proc/self/task"))
+y = onexone.conv1x1(x, w, n_threads=2)
+assert (y == 64).all()
+main = os.sched_getaffinity(0)
+new = [os.sched_getaffinity(t) for t in set(int(t) for t in os.listdir("/proc/self/task")) - before]
+print(sorted(main), [sorted(m) for m in new])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and 2 usable CPUs")
+@pytest.mark.parametrize("env", [{"OMP_PROC_BIND": "true"}, {"OMP_PLACES": "cores"}])
+def test_workers_follow_openmp_binding(env):
+    """Under OMP_PROC_BIND / OMP_PLACES, libgomp binds the main thread to its first place at
+    import; onexone's worker must go to the next place (as OpenMP's thread 1 would), not
+    inherit that one CPU (2 threads then ran as slowly as 1)."""
+    if not onexone.show_config(mode="dicts")["threads"]["openmp"]:
+        pytest.skip("a build without OpenMP runs on the calling thread")
+    out = _child(_BOUND_WORKERS, **env)
+    main, workers = out.split(" ", 1)
+    main, workers = eval(main), eval(workers)
+    assert workers, "the 2-thread call started no worker"
+    assert any(not set(m) & set(main) for m in workers), (main, workers)
+
+
 def test_threadpoolctl_limits_apply():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if not onexone.show_config(mode="dicts")["threads"]["openmp"]:

@@ -485,6 +485,12 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     n, _, h, w = x4.shape
     hp, wp = h + pt + pb, w + pl + pr
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if max(hp, wp, eh, ew) > MAX_GEOMETRY:  # the kernels' 64-bit index arithmetic
+        raise ValueError(
+            f"the padded input ({hp}, {wp}) and the dilated kernel ({eh}, {ew}) must be at most "
+            f"2**62 in each dimension (x of shape {x.shape}, weight of shape {weight.shape}, "
+            f"padding ({pt}, {pl}), dilation ({dh}, {dw}))"
+        )
     if hp < eh or wp < ew:
         dilated = f" (dilated to ({eh}, {ew}))" if (dh, dw) != (1, 1) else ""
         raise ValueError(

@@ -131,7 +131,11 @@ cdef inline int _check(int rc) except -1:
 # onexone.set_num_threads(n): n, and OpenMP's omp_get_max_threads() when it was called. A
 # tighter OpenMP limit set later (omp_set_num_threads, threadpoolctl's threadpool_limits)
 # caps n while it lasts, so threadpool_limits(1) makes onexone single-threaded whatever
-# set_num_threads said; leaving the block gives n back. (The comparison is with the calling
+# set_num_threads said; leaving the block gives n back. OpenMP keeps no record of who set
+# its count, so "tighter" means below the count at set_num_threads: a limit at or above it
+# is not seen (under OMP_NUM_THREADS=1, threadpool_limits(1); on 2 cores,
+# threadpool_limits(3) after set_num_threads(4)), as a count that rose when a block was left
+# must not cap a set_num_threads called inside it. (The comparison is with the calling
 # thread's OpenMP count, which other threads do not share: a limit entered in one thread
 # does not cap the others.)
 cdef int _default_threads = 0  # 0: omp_get_max_threads()
