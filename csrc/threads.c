@@ -56,7 +56,12 @@ int oxo_openmp_enabled(void)
 int oxo_max_threads(void)
 {
 #ifdef _OPENMP
-    return omp_get_max_threads(); /* honours OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl */
+    /* honours OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl, and OMP_THREAD_LIMIT
+     * (which omp_get_max_threads does not apply); at most the 1024 a call can use */
+    int n = omp_get_max_threads();
+    const int limit = omp_get_thread_limit();
+    if (limit > 0 && limit < n) n = limit;
+    return n < 1024 ? n : 1024;
 #else
     return 1;
 #endif

@@ -140,6 +140,16 @@ def test_default_threads_honour_omp_num_threads():
     assert int(three) == (3 if omp == "True" else 1)
 
 
+def test_default_threads_honour_omp_thread_limit_and_the_cap():
+    """OMP_THREAD_LIMIT caps the default as it caps OpenMP's teams; a huge OMP_NUM_THREADS
+    reads as the 1024 a call can use."""
+    code = "import onexone; print(onexone.get_num_threads(), onexone.show_config(mode='dicts')['threads']['openmp'])"
+    limited, omp = _child(code, OMP_NUM_THREADS="3", OMP_THREAD_LIMIT="1").split()
+    huge, _ = _child(code, OMP_NUM_THREADS="100000").split()
+    assert int(limited) == 1
+    assert int(huge) == (1024 if omp == "True" else 1)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs os.sched_getaffinity")
 def test_default_threads_are_all_usable_cores():
     cfg = onexone.show_config(mode="dicts")["threads"]
