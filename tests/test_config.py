@@ -47,6 +47,16 @@ def test_show_config_prints_isa_openmp_and_blocks(capsys):
         assert not cfg["direct_fv"]  # the channel-vectorized kernel is AVX-512 only
 
 
+def test_show_config_reports_omp_num_threads_as_read_at_import(monkeypatch):
+    """OMP_NUM_THREADS changed after import (as dask's nanny does in a client) does not reach
+    the OpenMP runtime, so show_config reports the value it read."""
+    before = onexone.show_config(mode="dicts")["threads"]["OMP_NUM_THREADS"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "77")
+    cfg = onexone.show_config(mode="dicts")["threads"]
+    assert cfg["OMP_NUM_THREADS"] == before != "77"
+    assert cfg["omp_max_threads"] != 77
+
+
 def test_show_config_bad_mode():
     with pytest.raises(ValueError, match="mode"):
         onexone.show_config(mode="json")

@@ -9,6 +9,13 @@ from typing import Optional
 
 from . import _core
 
+
+# OMP_NUM_THREADS as the OpenMP runtime read it: when it loaded, with onexone's _core
+# (a later change of os.environ does not reach it; dask's nanny sets it in a client's
+# environment after the fact, for instance)
+_OMP_NUM_THREADS_AT_IMPORT = os.environ.get("OMP_NUM_THREADS")
+
+
 def get_num_threads() -> int:
     """The number of threads a call with ``n_threads=None`` uses now.
 
@@ -159,7 +166,7 @@ def config() -> dict:
             "openmp_runtime": _core.openmp_library(),
             "default": get_num_threads(),
             "omp_max_threads": _core.max_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "OMP_NUM_THREADS": _OMP_NUM_THREADS_AT_IMPORT,
         },
     }
 
@@ -179,7 +186,8 @@ def show_config(mode: str = "stdout"):
         With ``mode="dicts"``: keys ``version``, ``python``, ``machine``, ``isa`` (active,
         detected, available, forced_by_env, env_ignored), ``kernels``, ``blocking``, ``l2_bytes``,
         ``direct_fv`` and ``threads`` (openmp, openmp_runtime, default, omp_max_threads,
-        OMP_NUM_THREADS).
+        OMP_NUM_THREADS: the environment's value when onexone was imported, which is when
+        the OpenMP runtime read it).
 
     Raises
     ------
@@ -217,7 +225,7 @@ def show_config(mode: str = "stdout"):
         "  OpenMP:     "
         + (f"yes, runtime {t['openmp_runtime']}" if t["openmp"] else "NO (built without OpenMP: single-threaded)"),
         f"  threads:    {t['default']} by default (omp_get_max_threads() = {t['omp_max_threads']}, "
-        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}); run on onexone's pool (idle workers spin up to 20 us while calls come back to back, then sleep)",
+        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']} at import); run on onexone's pool (idle workers spin up to 20 us while calls come back to back, then sleep)",
         "  blocking:   "
         + "; ".join(f"{k}: " + ", ".join(f"{n}={v}" for n, v in b.items()) for k, b in cfg["blocking"].items()),
         f"  L2:         {cfg['l2_bytes'] // 1024} KiB per core (GEMMs whose B fits in half of it run all of K"
