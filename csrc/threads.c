@@ -44,6 +44,8 @@
 #endif
 
 /* ---- thread counts ----------------------------------------------------------------------- */
+enum { OXO_MAX_THREADS = 1024 }; /* per call: the caller and OXO_MAX_WORKERS workers */
+
 int oxo_openmp_enabled(void)
 {
 #ifdef _OPENMP
@@ -57,11 +59,11 @@ int oxo_max_threads(void)
 {
 #ifdef _OPENMP
     /* honours OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl, and OMP_THREAD_LIMIT
-     * (which omp_get_max_threads does not apply); at most the 1024 a call can use */
+     * (which omp_get_max_threads does not apply); at most the OXO_MAX_THREADS a call can use */
     int n = omp_get_max_threads();
     const int limit = omp_get_thread_limit();
     if (limit > 0 && limit < n) n = limit;
-    return n < 1024 ? n : 1024;
+    return n < OXO_MAX_THREADS ? n : OXO_MAX_THREADS;
 #else
     return 1;
 #endif
@@ -117,7 +119,7 @@ int oxo_units_take(oxo_units *q, int tid, size_t *unit)
 /* ---- the pool ------------------------------------------------------------------------------ */
 #ifdef OXO_POOL
 
-enum { OXO_MAX_WORKERS = 1023 };
+enum { OXO_MAX_WORKERS = OXO_MAX_THREADS - 1 };
 #define OXO_SPIN_NS 20000LL /* see above; measured with benches and python -m onexone bench */
 
 typedef struct job {

@@ -90,3 +90,16 @@ def under_sanitizer():
     except OSError:
         return False
     return "libasan" in maps or "vgpreload" in maps
+
+
+def traced_peak(fn):
+    """fn()'s result and the peak of the Python-traced allocations (NumPy's arrays; not the C
+    scratch) while it ran, in bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -1,13 +1,12 @@
 """conv1x1_backward: against the NumPy reference (exact on small integers), against finite
 differences in float64, bitwise the same for every thread count, and its errors."""
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import onexone
 from onexone import reference
-from oxo_testing import same_bits
+from oxo_testing import same_bits, traced_peak
 
 CASES = [  # (N, C, F, H, W, stride, groups)
     (1, 4, 6, 5, 7, 1, 1),
@@ -109,10 +108,7 @@ def test_strided_weight_gradient_reads_x_in_place(rng, layout):
     kw = dict(stride=2, layout=layout, need=("w",))
     gy = rng.standard_normal(onexone.conv1x1(x, weight, stride=2, layout=layout).shape).astype(np.float32)
     onexone.conv1x1_backward(gy, x, weight, **kw)
-    tracemalloc.start()
-    _, gw, _ = onexone.conv1x1_backward(gy, x, weight, **kw)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    (_, gw, _), peak = traced_peak(lambda: onexone.conv1x1_backward(gy, x, weight, **kw))
     assert peak < x.nbytes // 16, f"peak allocation {peak} bytes for x of {x.nbytes}"
     want = reference.conv1x1_backward(gy, x, weight, stride=2, layout=layout)[1]
     np.testing.assert_allclose(gw, want, rtol=1e-4, atol=1e-3)
@@ -129,10 +125,7 @@ def test_backward_allocates_no_forward_result(rng, op, kernel):
     fn = getattr(onexone, op)
     for need in (("b",), ("w",)):
         fn(gy, x, weight, need=need, **pad)
-        tracemalloc.start()
-        got = fn(gy, x, weight, need=need, **pad)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        got, peak = traced_peak(lambda: fn(gy, x, weight, need=need, **pad))
         assert peak < gy.nbytes // 4, f"{op} need={need}: peak allocation {peak} bytes, y is {gy.nbytes}"
         want = getattr(reference, op)(gy, x, weight, need=need, **pad)
         for g, r in zip(got, want):

@@ -1,13 +1,12 @@
 """conv1x1's drop-in features for real networks: stride, groups, channels-last (NHWC),
 ReLU6 — against the NumPy references, on every ISA, exact on small integers."""
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import onexone
 from onexone import reference
-from oxo_testing import same_bits
+from oxo_testing import same_bits, traced_peak
 
 # (N, C, F, H, W, stride, groups): odd sizes, tails around the vector widths and tiles,
 # ResNet's stride-2 projection, ShuffleNet/ResNeXt groups, depthwise-like groups == C.
@@ -127,10 +126,7 @@ def test_stride_does_not_copy_x(rng, layout):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         out = np.empty((1, 56, 56, 64), np.float32)
     onexone.conv1x1(x, w, stride=2, out=out, layout=layout)
-    tracemalloc.start()
-    onexone.conv1x1(x, w, stride=2, out=out, layout=layout)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    _, peak = traced_peak(lambda: onexone.conv1x1(x, w, stride=2, out=out, layout=layout))
     assert peak < x.nbytes // 16, f"peak allocation {peak} bytes for x of {x.nbytes}"
     np.testing.assert_allclose(out, reference.conv1x1(x, w, stride=2, layout=layout), rtol=1e-4, atol=1e-3)
 

@@ -1,14 +1,13 @@
 """Memory layouts: strided, transposed, Fortran-order, negative-stride, broadcast, misaligned,
 byte-swapped and read-only inputs; array-likes; ``out=``. All on exact-integer data, so every
 result must equal the references exactly, on every ISA path."""
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import onexone
 from onexone import reference
-from oxo_testing import assert_matches_references, misaligned
+from oxo_testing import assert_matches_references, misaligned, traced_peak
 
 # ---- x ----------------------------------------------------------------------------------
 
@@ -259,11 +258,6 @@ def test_strided_x_is_not_copied_whole(view):
     w = np.ones((4, 256), np.float32)
     out_bytes = 4 * x.shape[2] * x.shape[3] * 4
     onexone.conv1x1(x, w)  # warm up (first-call allocations)
-    tracemalloc.start()
-    try:
-        y = onexone.conv1x1(x, w)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    y, peak = traced_peak(lambda: onexone.conv1x1(x, w))
     assert y[0, 0, 0, 0] == 256
     assert peak < out_bytes + 256 * 1024, f"peak {peak} bytes: x ({x.nbytes} bytes as a copy) was copied"

@@ -340,11 +340,15 @@ def _check_channels(x_shape, c: int, w_shape, f: int, cg: int, groups, bias, nhw
     return g
 
 
-def _result(out, shape: tuple, dtype, inputs: dict, single: bool):
+def _result(out, shape: tuple, dtype, inputs: dict, single: bool, allocate: bool = True):
     """The checked (or a new) result array; the 4-D array the kernels write; and, when the
     user's out is not aligned to its element size (the kernels store whole, aligned
     elements) or may overlap an input (see check_out), the 4-D view of it that
-    :func:`finish` copies the result into."""
+    :func:`finish` copies the result into. allocate=False (a backward pass, which writes no
+    y): read-only zero-stride views of y's shape and dtype that take no memory."""
+    if not allocate:
+        view = np.broadcast_to(np.zeros((), dtype), shape)
+        return view, (view[None] if single else view), None
     out, direct = check_out(out, shape, dtype, inputs)
     if out is None:
         out = empty(shape, dtype)
@@ -388,11 +392,8 @@ def check_conv1x1(x, weight, bias, activation, out, stride=1, groups=1, layout="
         shape = (ho, wo, f) if single else (n, ho, wo, f)
     else:
         shape = (f, ho, wo) if single else (n, f, ho, wo)
-    if allocate:
-        out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
-    else:
-        out = np.broadcast_to(np.zeros((), dtype), shape)
-        out4, writeback = (out[None] if single else out), None
+    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single,
+                                   allocate)
 
     return Conv1x1Args(
         x=for_kernel(xs, dtype),  # strided or cropped pixels are read in place, never gathered
@@ -500,11 +501,8 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, activation, out, al
     ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
 
     shape = (f, ho, wo) if single else (n, f, ho, wo)
-    if allocate:
-        out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single)
-    else:
-        out = np.broadcast_to(np.zeros((), dtype), shape)
-        out4, writeback = (out[None] if single else out), None
+    out, out4, writeback = _result(out, shape, dtype, {"x": x, "weight": weight, "bias": bias}, single,
+                                   allocate)
 
     return Conv2dArgs(
         x=for_kernel(x4, dtype),
