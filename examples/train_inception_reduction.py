@@ -19,6 +19,7 @@ Run it:
 from __future__ import annotations
 
 import argparse
+import math
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -123,11 +124,23 @@ def _int_in(lo: int, hi: Optional[int] = None):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0 (a usage error otherwise: nan or inf would run
+    the whole training on NaN losses)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite float, got {text!r}")
+    return v
+
+
 def _cli(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=_int_in(1), default=200)
     ap.add_argument("--seed", type=_int_in(0), default=0)
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=_positive_float, default=0.1, help="step size, a positive finite float")
     ap.add_argument("--batch", type=_int_in(1, TRAIN_IMAGES), default=32,
                     help=f"images per step, at most the {TRAIN_IMAGES} training images")
     args = ap.parse_args(argv)

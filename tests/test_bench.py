@@ -155,6 +155,19 @@ def test_cli_rejects_bad_counts_as_usage_errors(module, args, option, capsys):
     assert f"argument {option}:" in err and repr(args[1]) in err
 
 
+@pytest.mark.parametrize("roofs", ["DRAM=-5", "L3=nan", "L2=inf", "=5", "DRAM=0", "DRAM", "DRAM=26,"])
+def test_cli_rejects_roofs_that_cannot_be_drawn(roofs, capsys):
+    """--roofs wants named, positive, finite bandwidths: a negative or NaN roof would be a
+    legend entry with no line on the plot."""
+    from onexone import bench
+
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--layers", "incep3a.5x5red", "--roofs", roofs])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --roofs:" in err and repr(roofs) in err
+
+
 @pytest.mark.parametrize("option, path, says", [
     ("--json", "{missing}/x.json", "does not exist"),
     ("--json", "{tmp}", "is a folder"),

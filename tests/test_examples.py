@@ -34,7 +34,8 @@ def test_train_inception_reduction_rejects_bad_arguments(capsys):
 
     example = _load("train_inception_reduction")
     for args in (["--batch", "0"], ["--batch", str(example.TRAIN_IMAGES + 1)], ["--steps", "-3"],
-                 ["--seed", "-1"]):
+                 ["--seed", "-1"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "0"], ["--lr", "-0.1"],
+                 ["--lr", "fast"]):
         with pytest.raises(SystemExit) as e:
             example._cli(args)
         assert e.value.code == 2

@@ -228,6 +228,28 @@ def test_softmax_loss_value_and_numeric_gradient(rng):
     assert np.isfinite(layers.softmax_loss(scores * 1e4, y)[0])
 
 
+def test_softmax_loss_rejects_labels_out_of_range():
+    """A negative label would index from the end (silently the wrong class): an error, as
+    torch's cross_entropy gives."""
+    scores = np.array([[0.0, 0.0, 5.0]])
+    for y, err, says in ((np.array([-1]), ValueError, r"labels must be in \[0, 3\).*from -1 to -1"),
+                         (np.array([3]), ValueError, r"labels must be in \[0, 3\)"),
+                         (np.array([0, 1]), ValueError, r"labels of shape \(2,\)"),
+                         (np.array([0.0]), TypeError, r"labels must be integers, got dtype float64")):
+        with pytest.raises(err, match=says):
+            layers.softmax_loss(scores, y)
+
+
+def test_conv_relu_backward_checks_dout_shape(rng):
+    """conv_relu_backward names a wrong dout shape as conv_backward does, instead of letting
+    the ReLU's mask broadcast it into gradients of the wrong batch."""
+    x = rng.random((2, 3, 5, 5)); w = rng.random((4, 3, 1, 1)); b = np.zeros(4)
+    _, cache = layers.conv_relu_forward(x, w, b, {"stride": 1, "pad": 0})
+    for dout in (np.ones((1, 4, 5, 5)), 1.0, np.ones((2, 4, 5, 6))):
+        with pytest.raises(ValueError, match=r"does not match the forward result.*give y of shape \(2, 4, 5, 5\)"):
+            layers.conv_relu_backward(dout, cache)
+
+
 def test_docstring_examples():
     result = doctest.testmod(layers, raise_on_error=False)
     assert result.attempted >= 9 and result.failed == 0

@@ -1,5 +1,6 @@
-"""The README's Python snippets run as printed, in order, and give the shapes their comments
-name (a line `name = ...  # (a, b, ...)` is checked after its snippet runs)."""
+"""The README's Python snippets run as printed, each on its own in a fresh namespace (a reader
+may copy any one of them), and give the shapes their comments name (a line
+`name = ...  # (a, b, ...)` is checked after its snippet runs)."""
 import re
 from pathlib import Path
 
@@ -28,9 +29,9 @@ def test_readme_has_snippets_and_starts_with_the_two_commands():
 def test_readme_snippets_run_and_their_shapes_are_right():
     pytest.importorskip("dask.array")
     pytest.importorskip("threadpoolctl")
-    namespace = {}
     checked = 0
     for snippet in _snippets():
+        namespace = {}
         exec(compile(snippet, str(README), "exec"), namespace)
         for line in snippet.splitlines():
             m = SHAPE_COMMENT.match(line)

@@ -418,8 +418,8 @@ def conv2d_fast(x, weight, bias, stride, padding, dilation, activation, out, alg
         return None
     cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(ax)
     cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(aw)
-    if ws[1] != xs[1] or ws[2] < 1 or ws[3] < 1:
-        return None
+    if ws[1] != xs[1] or not (0 < ws[2] <= _FAST_MAX_GEOM and 0 < ws[3] <= _FAST_MAX_GEOM):
+        return None  # (a huge kernel side is a zero-size weight: the full path's errors)
     if type(stride) is not int or type(dilation) is not int or not (0 < stride <= _FAST_MAX_GEOM
                                                                      and 0 < dilation <= _FAST_MAX_GEOM):
         return None

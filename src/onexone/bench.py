@@ -1028,10 +1028,16 @@ def plot_roofline(results: dict, path: str, roofs: Optional[Dict[str, float]] = 
 
 
 def _parse_roofs(text: str) -> Dict[str, float]:
+    """--roofs: NAME=GBPS pairs, each name non-empty and each bandwidth finite and > 0."""
+    problem = argparse.ArgumentTypeError(
+        f"expected NAME=GBPS[,NAME=GBPS...] with names and positive finite GB/s, got {text!r}")
     try:
-        return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+        roofs = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=GBPS[,NAME=GBPS...], got {text!r}") from None
+        raise problem from None
+    if any(not k or not (math.isfinite(v) and v > 0) for k, v in roofs.items()):
+        raise problem
+    return roofs
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m onexone bench") -> int:

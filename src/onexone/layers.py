@@ -21,6 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ._args import check_grad_y
 from ._ops import conv1x1, conv1x1_backward, conv2d, conv2d_backward
 
 __all__ = [
@@ -167,7 +168,9 @@ def conv_relu_backward(dout, cache: Cache) -> Grads:
     array([9., 0.])
     """
     conv_cache, out = cache
-    return conv_backward(relu_backward(dout, out), conv_cache)
+    x, w = conv_cache[0], conv_cache[1]
+    # dout's shape is checked before the ReLU's mask, whose np.where would broadcast it
+    return conv_backward(relu_backward(check_grad_y(dout, out.shape, x, w), out), conv_cache)
 
 
 def relu_forward(x) -> Tuple[np.ndarray, np.ndarray]:
@@ -244,6 +247,15 @@ def softmax_loss(scores, y) -> Tuple[float, np.ndarray]:
     (1.3863, [-0.375, 0.125, 0.125, 0.125])
     """
     scores = np.asarray(scores)
+    y = np.asarray(y)
+    if scores.ndim != 2 or y.shape != scores.shape[:1]:
+        raise ValueError(f"scores of shape {scores.shape} and labels of shape {y.shape}: "
+                         "expected scores (N, K) and labels (N,)")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
+        raise ValueError(f"labels must be in [0, {scores.shape[1]}) for scores of shape "
+                         f"{scores.shape}, got labels from {y.min()} to {y.max()}")
     shifted = scores - scores.max(axis=1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     n = scores.shape[0]
