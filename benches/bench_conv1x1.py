@@ -7,7 +7,7 @@ are not installed are skipped. The layers, inputs and implementations are those 
 ``python -m onexone bench`` (``onexone.bench``).
 
     pytest benches/ --benchmark-disable     # correctness smoke test (CI), a few seconds
-    pytest benches/ --benchmark-only        # the timings, grouped by layer
+    pytest benches/ --benchmark-enable --benchmark-only   # the timings, grouped by layer
 
 Environment: ``ONEXONE_BENCH_LAYERS`` (layer or preset names, default ``core``: the five
 layers of the foundation issue; ``all`` for the whole suite), ``ONEXONE_BENCH_BATCH``
@@ -20,13 +20,16 @@ import time
 import pytest
 
 import onexone
+from onexone._args import check_n_threads
 from onexone.bench import (
     IMPLEMENTATIONS, SETTLE_S, check_result, make_inputs, missing_requirement, select_layers, warm_up,
 )
 
 LAYERS = select_layers(os.environ.get("ONEXONE_BENCH_LAYERS", "core"))
 BATCH = int(os.environ.get("ONEXONE_BENCH_BATCH", "1"))
-THREADS = int(os.environ.get("ONEXONE_BENCH_THREADS", "0")) or onexone.get_num_threads()
+# as n_threads counts them (-1: all cores, -2: all but one), so every peer gets the same count
+THREADS = check_n_threads(int(os.environ.get("ONEXONE_BENCH_THREADS", "0")) or None, onexone.get_num_threads(),
+                          "ONEXONE_BENCH_THREADS")
 
 
 @functools.lru_cache(maxsize=1)

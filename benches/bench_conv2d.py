@@ -8,7 +8,7 @@ that are not installed are skipped. Layers, inputs and implementations are those
 ``python -m onexone bench --kxk``.
 
     pytest benches/bench_conv2d.py --benchmark-disable   # correctness smoke test (CI)
-    pytest benches/bench_conv2d.py --benchmark-only      # the timings, grouped by layer
+    pytest benches/bench_conv2d.py --benchmark-enable --benchmark-only   # the timings, grouped by layer
 
 Environment: ``ONEXONE_BENCH_KXK_LAYERS`` (layer or preset names, default ``all``),
 ``ONEXONE_BENCH_BATCH`` (default 1), ``ONEXONE_BENCH_THREADS`` (default: onexone's default
@@ -21,13 +21,16 @@ import time
 import pytest
 
 import onexone
+from onexone._args import check_n_threads
 from onexone.bench import (
     KXK_IMPLEMENTATIONS, SETTLE_S, check_result, make_inputs, missing_requirement, select_layers, warm_up,
 )
 
 LAYERS = select_layers(os.environ.get("ONEXONE_BENCH_KXK_LAYERS", "all"), kxk=True)
 BATCH = int(os.environ.get("ONEXONE_BENCH_BATCH", "1"))
-THREADS = int(os.environ.get("ONEXONE_BENCH_THREADS", "0")) or onexone.get_num_threads()
+# as n_threads counts them (-1: all cores, -2: all but one), so every peer gets the same count
+THREADS = check_n_threads(int(os.environ.get("ONEXONE_BENCH_THREADS", "0")) or None, onexone.get_num_threads(),
+                          "ONEXONE_BENCH_THREADS")
 
 
 @functools.lru_cache(maxsize=1)

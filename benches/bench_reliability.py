@@ -11,7 +11,7 @@
 
     python benches/bench_reliability.py            # both, as tables
     python benches/bench_reliability.py --interleave --rounds 21
-    pytest benches/bench_reliability.py --benchmark-only   # pytest-benchmark, ratios in extra_info
+    pytest benches/bench_reliability.py --benchmark-enable --benchmark-only   # ratios in extra_info
     pytest benches/bench_reliability.py --benchmark-disable  # CI smoke test: one call each
 
 The test that fails on a 10x collapse is tests/test_threads.py

@@ -25,7 +25,7 @@ def pytest_report_header(config):
 
     cfg = onexone.show_config(mode="dicts")
     peers = ", ".join(
-        f"{name}: {'no (' + missing + ' missing)' if missing else 'yes'}"
+        f"{name}: {'no (' + missing + ' cannot be imported)' if missing else 'yes'}"
         for name, missing in ((n, missing_requirement(i)) for n, i in IMPLEMENTATIONS.items())
     )
     return [

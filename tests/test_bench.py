@@ -217,3 +217,34 @@ def test_negative_threads_count_back_from_all_cores():
                         peak_seconds=0.01, settle_s=0, progress=False, relu=False)
     assert results["threads"] == _core.max_threads()
     assert all(r["ok"] for r in results["layers"][0]["results"].values())
+
+
+def test_a_peer_whose_import_fails_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """A broken install (an import that raises OSError for a missing shared library, not
+    ImportError) skips the peer with the error named, as a missing one is skipped."""
+    from onexone import bench
+
+    (tmp_path / "oxo_broken_peer.py").write_text('raise OSError("libpeer.so: cannot open shared object file")\n')
+    (tmp_path / "oxo_absent_peer_marker.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    peer = bench.IMPLEMENTATIONS["numpy"]._replace(requires=("oxo_absent_peer_marker", "oxo_broken_peer"))
+    assert bench.missing_requirement(peer) == "oxo_broken_peer (OSError: libpeer.so: cannot open shared object file)"
+    assert bench.missing_requirement(peer._replace(requires=("oxo_not_installed_anywhere",))) == \
+        "oxo_not_installed_anywhere"
+    assert bench.missing_requirement(peer._replace(requires=("oxo_absent_peer_marker",))) is None
+
+
+def test_bench_threads_from_the_environment_count_as_n_threads(monkeypatch):
+    """ONEXONE_BENCH_THREADS=-1 means all cores for every peer (torch rejects -1 itself)."""
+    import importlib.util
+    from pathlib import Path
+
+    import onexone
+
+    path = Path(__file__).resolve().parent.parent / "benches" / "bench_conv1x1.py"
+    for value, expected in (("-1", onexone._core.max_threads()), ("1", 1), ("0", onexone.get_num_threads())):
+        monkeypatch.setenv("ONEXONE_BENCH_THREADS", value)
+        spec = importlib.util.spec_from_file_location("oxo_bench_conv1x1_threads", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.THREADS == expected

@@ -452,12 +452,16 @@ KXK_IMPLEMENTATIONS: Dict[str, Impl] = {
 
 
 def missing_requirement(impl: Impl) -> Optional[str]:
-    """The first module ``impl`` needs that cannot be imported, or None."""
+    """The first module ``impl`` needs that cannot be imported, or None: its name when it is
+    not installed, its name and the error when its import fails otherwise (a broken install,
+    e.g. a shared library that cannot be loaded), so that the peer is skipped either way."""
     for module in impl.requires:
         try:
             importlib.import_module(module)
         except ImportError:
             return module
+        except Exception as e:  # noqa: BLE001 - any failing import skips the peer
+            return f"{module} ({type(e).__name__}: {e})"
     return None
 
 
@@ -554,7 +558,7 @@ def _versions() -> Dict[str, Optional[str]]:
     for module in ("torch", "onnxruntime", "onnx", "threadpoolctl"):
         try:
             out[module] = importlib.import_module(module).__version__
-        except ImportError:
+        except Exception:  # noqa: BLE001 - not installed, or an install whose import fails
             out[module] = None
     return out
 
@@ -668,7 +672,7 @@ def run(layers=None, batch: int = 1, threads: Optional[int] = None,
             continue
         missing = missing_requirement(impl)
         if missing:
-            skipped[impl.name] = f"{missing} is not installed"
+            skipped[impl.name] = f"{missing} cannot be imported"
         else:
             impls.append(impl)
     for name, why in skipped.items():
@@ -896,7 +900,8 @@ def format_table(results: dict) -> str:
         f"ISA {cfg['isa']['active']}, {results['threads']} thread(s), batch {results['batch']}, "
         f"float32, median of {m['repeats']} samples in {m.get('rounds', 1)} rounds",
         f"measured fp32 peak: {results['peak_gflops']:.1f} GFLOP/s; figures in GFLOP/s "
-        "(onexone and peers with bias; +relu: onexone with bias+ReLU)",
+        "(onexone and peers with bias; +relu: onexone with bias+ReLU; "
+        "2 FLOP per multiply-add of the convolution, the bias and ReLU not counted)",
     ]
     if kxk:
         lines.append("direct: onexone.conv2d's direct kernel (the onexone figure); im2col: its im2col "

@@ -13,7 +13,8 @@ connected layers into 1x1 convolutions. Three tables, FLOPs and measured time si
    2015): fc7 (4096 features) on an 8x8 map -> fc8 (2048), equal to the dense layer applied at
    every position.
 
-Conventions: batch 1, float32; ReLU after every convolution, fused into onexone's kernels;
+Conventions: batch 1, float32; ReLU after every convolution of 1 and 2 (3's fc8, the scores,
+has none), fused into onexone's kernels;
 convolutions keep the map size (stride 1, "same" padding; an even 4x4 kernel pads one more
 row and column at the bottom/right, as PyTorch does); 3x3 max pooling (stride 1, padding 1)
 is a small NumPy helper (:func:`max_pool_3x3`), not an onexone kernel; branches are
@@ -415,7 +416,7 @@ def format_tables(results: dict) -> str:
     from . import get_isa
 
     lines = [f"onexone demo: why 1x1 convolutions pay (float32, batch 1, {results['threads']} thread(s), "
-             f"ISA {get_isa()}; ReLU after every conv; times are medians)", ""]
+             f"ISA {get_isa()}; ReLU after every conv in tables 1 and 2; times are medians)", ""]
     s = REDUCTION
     lines += _table(f"1. A 1x1 reduction before a 4x4 convolution, on {s['h']}x{s['w']}x{s['c']}", results["reduction"])
     s = INCEPTION_3A
