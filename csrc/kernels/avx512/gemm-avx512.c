@@ -227,7 +227,17 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
     }
 }
 #define OXO_FV_STORE(y, rs_y, m, acc, np) oxo_fv_store_f32(y, rs_y, m, acc, np)
+/* Full 8 x 48 tiles load B's last vector without its mask (a copy of the k loop of their
+ * own, see gemm_vec_template.h). On the Intel machine (two 512-bit FMA units), stop 30,
+ * alternating processes, masked -> plain, GFLOP/s medians of 8 pairs: an in-L2 GEMM 2048->64
+ * at 4x12, 1 thread, 1.03-1.05x (every pair 1.03-1.10x); 2 threads, batch 1: r50.c5.reduce
+ * 1.02-1.04x, r50.c4.reduce 1.03-1.04x, r50.c4.expand 1.00-1.05x, r50.c3.reduce 1.00-1.02x,
+ * r50.c2.expand 1.00-1.02x, r50.c2.reduce 0.98-1.04x; batch 8 r50.c3.reduce 1.02-1.04x,
+ * r50.c2.reduce 1.01-1.02x; 1 thread r50.c5.reduce 1.02-1.04x. (Zen 4 had measured this
+ * copy on every set at 0.91-0.95x, by code layout: see gemm_vec_template.h.) */
+#define OXO_FULL_TILE_PLAIN 1
 #include "../gemm_vec_template.h"
+#undef OXO_FULL_TILE_PLAIN
 #include "../direct_vec_template.h"
 #include "../direct_fv_template.h"
 #include "../dw_vec_template.h"
