@@ -20,16 +20,14 @@ import time
 import pytest
 
 import onexone
-from onexone._args import check_n_threads
 from onexone.bench import (
-    IMPLEMENTATIONS, SETTLE_S, check_result, make_inputs, missing_requirement, select_layers, warm_up,
+    IMPLEMENTATIONS, SETTLE_S, check_result, make_inputs, missing_requirement, select_layers, threads_from_env,
+    warm_up,
 )
 
 LAYERS = select_layers(os.environ.get("ONEXONE_BENCH_LAYERS", "core"))
 BATCH = int(os.environ.get("ONEXONE_BENCH_BATCH", "1"))
-# as n_threads counts them (-1: all cores, -2: all but one), so every peer gets the same count
-THREADS = check_n_threads(int(os.environ.get("ONEXONE_BENCH_THREADS", "0")) or None, onexone.get_num_threads(),
-                          "ONEXONE_BENCH_THREADS")
+THREADS = threads_from_env()  # every peer gets the same count
 
 
 @functools.lru_cache(maxsize=1)

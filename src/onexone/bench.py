@@ -76,6 +76,7 @@ __all__ = [
     "make_inputs",
     "check_result",
     "missing_requirement",
+    "threads_from_env",
     "busy_fraction",
     "warm_up",
     "measure",
@@ -463,6 +464,15 @@ def missing_requirement(impl: Impl) -> Optional[str]:
         except Exception as e:  # noqa: BLE001 - any failing import skips the peer
             return f"{module} ({type(e).__name__}: {e})"
     return None
+
+
+def threads_from_env(name: str = "ONEXONE_BENCH_THREADS") -> int:
+    """The thread count of every implementation in ``benches/``: the environment variable
+    ``name`` counted as ``n_threads`` counts (-1: all cores, -2: all but one), unset or 0:
+    onexone's default."""
+    from . import get_num_threads
+
+    return check_n_threads(int(os.environ.get(name, "0")) or None, get_num_threads(), name)
 
 
 # --------------------------------------------------------------------------------------
