@@ -720,8 +720,11 @@ int oxo_gemm_run(const oxo_gemm *g)
      * mv2.28.exp 1.14x, mv2.112.exp 1.24x, deeper layers 0.99-1.02x; batch 1 mv2.112.exp
      * 1.11x, 0.99x on 24->144 and 64->256 at 56x56; 1 thread, batch 8 1.05-1.17x, batch 1
      * 1.01-1.10x. (B's prefetches, spread through the tile's k loop, stay: without them
-     * 0.96-1.00x.) */
-    pl.write_prefetch = !l2_2mib();
+     * 0.96-1.00x.) And not for one image's short reduction (short_k, above), whose row tile
+     * is a few FMAs a column: the burst costs more than it hides of a C that comes from L3.
+     * Zen 4, mv2.112.exp (16->96 at 112x112), batch 1, alternating calls, with -> without:
+     * 2 threads 1.05x (three runs), 1 thread 1.05x; batch 8 0.96-1.04x, so batch 8 keeps it. */
+    pl.write_prefetch = !l2_2mib() && !(short_k && slot_count(&pl) == 1);
 
     /* The tall set's 16-row tiles fetch the next tile's 16 rows of A on the way (one line per
      * step of k, gemm_loop; not the tiles that prefetch B instead) where a thread's share of A and C is more than one core's L2, so
