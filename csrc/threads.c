@@ -171,7 +171,7 @@ static void pause_a_little(void)
 static int current_cpu(void) { return sched_getcpu(); }
 
 /* A worker woken on the CPU its caller runs on cannot start until the caller stops, and the
- * scheduler may leave it there for a while: a new pool's first 100-250 calls of 0.1 ms ran so
+ * scheduler may leave it there for a while: a new pool's first 30-250 calls of 0.1 ms ran so
  * (one thread's speed) in 5 of 8 fresh processes on the Zen 4 machine (calls traced:
  * claimed on the caller's CPU, or taken back unclaimed, in turns), until the load balancer
  * moved it. Such a worker steps aside: it leaves that CPU out of its mask for one
