@@ -306,9 +306,10 @@ oxo_blocking oxo_gemm_blocking(oxo_dtype dt);
  * how many GEMMs took the full-K route so far. */
 void oxo_gemm_allow_full_k(int allow);
 size_t oxo_gemm_full_k_runs(void);
-/* Tests only: GEMMs at most one vector wide on the kernel set's tall tile (1, the default) or
- * on its full set (0): the same results. */
-void oxo_gemm_allow_tall(int allow);
+/* Tests only: GEMMs at most one vector wide on the kernel set's tall tile where the rule says
+ * (1, the default: where 512-bit FMAs run at full width), wherever the ISA has one (2), or
+ * never (0, the full set): the same results. */
+void oxo_gemm_allow_tall(int mode);
 /* Tests only: GEMMs 21-24 columns wide always on the narrow set (1), always on the full set's
  * masked tile (2), or by oxo_probe_full_width (0, the default). */
 void oxo_gemm_narrow_mode(int mode);

@@ -59,8 +59,8 @@ static atomic_int allow_full_k = 1;
 static atomic_size_t full_k_runs = 0;
 void oxo_gemm_allow_full_k(int allow) { atomic_store(&allow_full_k, allow != 0); }
 size_t oxo_gemm_full_k_runs(void) { return atomic_load(&full_k_runs); }
-static atomic_int allow_tall = 1;
-void oxo_gemm_allow_tall(int allow) { atomic_store(&allow_tall, allow != 0); }
+static atomic_int allow_tall = 1; /* 0 never, 1 by the rule, 2 wherever the ISA has the set */
+void oxo_gemm_allow_tall(int mode) { atomic_store(&allow_tall, mode); }
 static atomic_int allow_wide = 1;
 void oxo_gemm_allow_wide(int allow) { atomic_store(&allow_wide, allow != 0); }
 static atomic_int pairs_mode = 0; /* 0: by the rule, 1: never, 2: wherever the set fits */
@@ -583,9 +583,14 @@ int oxo_gemm_run(const oxo_gemm *g)
      * set's 8 x 16: NHWC 192->16 at 28x28 1.12x (to 0.90x of NCHW), 96->16 at 56x56 1.10x /
      * 1.11x, 256->16 1.04x / 1.09x, 64->12 1.10x / 1.08x, 1024->16 and 2048->16 at 7x7-28x28
      * 0.99-1.05x; NCHW at 4x4 1024->256 1.19x / 1.20x, 960->160 1.33x / 1.30x, 2048->512
-     * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. */
-    const int tall = !pairs && ks->tall && atomic_load_explicit(&allow_tall, memory_order_relaxed) && g->N <= ks->lanes &&
-                     (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1);
+     * 1.11x / 1.01-1.13x, 512->512 at 3x3 1.11x / 1.08x. Only there: on Zen 4 (512-bit FMAs
+     * at half width), alternating calls, 2 / 1 threads, tall / 8 x 16: NCHW 1024->256 at 4x4
+     * 0.50x / 0.48x, stride-2 r50.c5.reduce (4x4 of 2048 channels) 0.45x / 0.49x, NHWC
+     * 2048->16 at 7x7 0.65x / 0.55x, NHWC incep3a.5x5red 0.96x / 0.99x, mv2.112.proj 0.99x /
+     * 0.97x, 960->160 at 4x4 and NHWC 96->16 at 56x56 0.99-1.01x. */
+    const int tall_mode = atomic_load_explicit(&allow_tall, memory_order_relaxed);
+    const int tall = !pairs && ks->tall && (tall_mode == 2 || (tall_mode == 1 && full_width_fmas())) &&
+                     g->N <= ks->lanes && (2 * g->N > ks->lanes || g->cs_a != 1) && (!g->cs_c || g->cs_c == 1);
     if (tall) ks = ks->tall;
     /* 64 or 128 columns, B packed, A contiguous along K (NHWC with F = 64 or 128): the wide
      * set's 6 x 64 tile where 512-bit FMAs run at full width. The 8 x 48 grid leaves 16 or

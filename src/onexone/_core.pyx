@@ -45,7 +45,7 @@ cdef extern from "onexone.h" nogil:
     oxo_blocking oxo_gemm_blocking(oxo_dtype dt)
     size_t oxo_l2_bytes()
     void oxo_gemm_allow_full_k(int allow)
-    void oxo_gemm_allow_tall(int allow)
+    void oxo_gemm_allow_tall(int mode)
     size_t oxo_gemm_full_k_runs()
     int oxo_probe_full_width(const oxo_kernels *ks)
     void oxo_gemm_narrow_mode(int mode)
@@ -640,12 +640,13 @@ def narrow_kernel_names():
 
 def tall_kernel_names():
     """What GEMMs at most one vector wide run on, per dtype: the tall set's name (more rows,
-    one vector of columns), or None where the ISA has none (they then run on the full set)."""
-    cdef const oxo_kernels *k
+    one vector of columns), or None where the ISA has none or this core's 512-bit FMAs run at
+    half width (probed once; they then run on the full set)."""
+    cdef const oxo_kernels *full
     names = {}
     for key, dt in (("float32", OXO_F32), ("float64", OXO_F64)):
-        k = <const oxo_kernels *>oxo_kernels_for(oxo_isa_active(), dt).tall
-        names[key] = None if k == NULL else k.name.decode()
+        full = oxo_kernels_for(oxo_isa_active(), dt)
+        names[key] = _name_at_full_width(full, full.tall)
     return names
 
 
@@ -733,10 +734,11 @@ def _allow_full_k(allow):
     oxo_gemm_allow_full_k(1 if allow else 0)
 
 
-def _allow_tall(allow):
-    """Tests only: False runs GEMMs at most one vector wide on the full kernel set's tile
-    instead of the tall set's (the same results)."""
-    oxo_gemm_allow_tall(1 if allow else 0)
+def _allow_tall(mode):
+    """Tests only: GEMMs at most one vector wide run on the tall set's tile never (0 or False:
+    the full kernel set's tile, the same results), where the rule says (1 or True, the
+    default: only where 512-bit FMAs run at full width), or wherever the ISA has the set (2)."""
+    oxo_gemm_allow_tall(int(mode))
 
 
 def _full_k_runs():
