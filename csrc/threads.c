@@ -23,7 +23,7 @@
  * After fork() the child starts with an empty pool and makes new workers when needed.
  */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* dladdr, sched_getcpu, CPU_SET */
+#define _GNU_SOURCE /* dladdr */
 #endif
 #include <stdlib.h>
 #ifdef _WIN32
@@ -147,8 +147,7 @@ static struct {
     pthread_mutex_t lock;   /* sleeping flags and condition variables */
     int nworkers;
     worker *workers[OXO_MAX_WORKERS];
-    atomic_int caller_cpu;  /* the CPU the last job was posted from, or -1 (see step_aside) */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, {0}, -1};
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, {0}};
 
 static long long now_ns(void)
 {
@@ -166,38 +165,6 @@ static void pause_a_little(void)
     }
 #endif
 }
-
-#ifdef __linux__
-static int current_cpu(void) { return sched_getcpu(); }
-
-/* A worker woken on the CPU its caller runs on cannot start until the caller stops, and the
- * scheduler may leave it there for a while: a new pool's first 30-250 calls of 0.1 ms ran so
- * (one thread's speed) in 5 of 8 fresh processes on the Zen 4 machine (calls traced:
- * claimed on the caller's CPU, or taken back unclaimed, in turns), until the load balancer
- * moved it. Such a worker steps aside: it leaves that CPU out of its mask for one
- * sched_setaffinity call, which moves it at once, then takes its whole mask back, so it
- * stays wherever OpenMP binding, taskset or cgroups allow. Two system calls, only when the
- * two meet; nothing where the mask has no other CPU. Zen 4, 24->144 at 56x56 on 2 threads,
- * the median of a fresh process's first 200 calls, alternating processes: before, 12 of 16
- * processes at 92-98 GFLOP/s (the others 155-192); with it, none below 149: 8 of 16 at
- * 192-196, the others 150-175 (workers that woke late, on the other CPU), and no call
- * claimed on the caller's CPU in the traces. */
-static void step_aside(void)
-{
-    const int caller = atomic_load_explicit(&pool.caller_cpu, memory_order_relaxed);
-    if (caller < 0 || caller >= CPU_SETSIZE || current_cpu() != caller) return;
-    cpu_set_t mask, others;
-    if (pthread_getaffinity_np(pthread_self(), sizeof mask, &mask) != 0) return;
-    others = mask;
-    CPU_CLR(caller, &others);
-    if (CPU_COUNT(&others) == 0) return;
-    if (pthread_setaffinity_np(pthread_self(), sizeof others, &others) == 0)
-        pthread_setaffinity_np(pthread_self(), sizeof mask, &mask);
-}
-#else
-static int current_cpu(void) { return -1; }
-static void step_aside(void) {}
-#endif
 
 static void *worker_main(void *arg)
 {
@@ -220,7 +187,6 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&pool.lock);
         }
         last_gap = now_ns() - idle_since;
-        step_aside();
         job *expected = j;
         if (j != TAKEN && atomic_compare_exchange_strong(&w->todo, &expected, TAKEN)) {
             /* the gap between jobs is measured to when this one was posted: counting the
@@ -326,7 +292,6 @@ int oxo_parallel(int nt, oxo_thread_fn fn, void *ctx)
     j.ctx = ctx;
     atomic_init(&j.pending, nt - 1);
     j.posted = now_ns();
-    atomic_store_explicit(&pool.caller_cpu, current_cpu(), memory_order_relaxed);
     for (int t = 1; t < nt; t++) {
         worker *w = pool.workers[t - 1];
         atomic_store_explicit(&w->todo, &j, memory_order_release);
