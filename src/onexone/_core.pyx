@@ -652,7 +652,7 @@ def tall_kernel_names():
 
 cdef object _name_at_full_width(const oxo_kernels *full, const void *sub):
     """sub's name where it is a set (not NULL) and this core's 512-bit FMAs run at full width
-    (probed once: what oxo_gemm_run asks of the pairs and wide sets), else None."""
+    (probed once: what oxo_gemm_run asks of the pairs, wide and tall sets), else None."""
     cdef const oxo_kernels *k = <const oxo_kernels *>sub
     if k == NULL or not oxo_probe_full_width(full):
         return None

@@ -233,8 +233,10 @@ static void oxo_f32_phase_row2__avx512(void *r0_, void *r1_, const void *in_, pt
  * at 4x12, 1 thread, 1.03-1.05x (every pair 1.03-1.10x); 2 threads, batch 1: r50.c5.reduce
  * 1.02-1.04x, r50.c4.reduce 1.03-1.04x, r50.c4.expand 1.00-1.05x, r50.c3.reduce 1.00-1.02x,
  * r50.c2.expand 1.00-1.02x, r50.c2.reduce 0.98-1.04x; batch 8 r50.c3.reduce 1.02-1.04x,
- * r50.c2.reduce 1.01-1.02x; 1 thread r50.c5.reduce 1.02-1.04x. (Zen 4 had measured this
- * copy on every set at 0.91-0.95x, by code layout: see gemm_vec_template.h.) */
+ * r50.c2.reduce 1.01-1.02x; 1 thread r50.c5.reduce 1.02-1.04x. Zen 4 had measured this
+ * copy on every set at 0.91-0.95x, by code layout (see gemm_vec_template.h); on this set
+ * alone, stop 31, alternating processes, masked / plain: r50 layers at 1 and 2 threads and
+ * mv2 layers at 2 threads 0.99-1.01x, so Zen 4 runs it too. */
 #define OXO_FULL_TILE_PLAIN 1
 #include "../gemm_vec_template.h"
 #undef OXO_FULL_TILE_PLAIN
